@@ -1,0 +1,26 @@
+"""Settings: defaults in code, then config/default.toml, then a --config file and
+ZHUANDI_* environment variables. A leaf package: it imports none of ours."""
+
+from config.duration import parse_duration
+from config.settings import (
+    ConfigError,
+    IceServerSettings,
+    MediaSettings,
+    RecorderSettings,
+    ServerSettings,
+    Settings,
+    TokenSettings,
+    load_settings,
+)
+
+__all__ = [
+    "ConfigError",
+    "IceServerSettings",
+    "MediaSettings",
+    "RecorderSettings",
+    "ServerSettings",
+    "Settings",
+    "TokenSettings",
+    "load_settings",
+    "parse_duration",
+]

@@ -1,0 +1,214 @@
+"""Every reach into aiortc's and aioice's private parts, in one place.
+
+aiortc 1.16 has no public API for encoded frames, keyframe requests or per-sender
+RTCP, so the SFU hooks a few private attributes. Each hook below has its own test
+(tests/test_adapter.py), so that an aiortc upgrade breaks this file and that test,
+not the rest of the project. See ../shared/research/aiortc-1.16.md §1.
+"""
+
+import logging
+import queue
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import CODECS, is_rtx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
+
+logger = logging.getLogger(__name__)
+
+FrameSink = Callable[[bytes, int], None]
+"""Receives (encoded frame, receiver timestamp) on the event loop."""
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def set_host_addresses(addresses: Sequence[str]) -> None:
+    """Decide which local addresses become ICE host candidates.
+
+    aioice leaves 127.0.0.1 out and offers every interface otherwise. An empty
+    list restores that, plus 127.0.0.1 so that a browser on this machine can join.
+    """
+    fixed = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        if fixed:
+            return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+        found = _original_get_host_addresses(use_ipv4, use_ipv6)
+        return (["127.0.0.1"] if use_ipv4 else []) + found
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def enable_opus_fec() -> None:
+    """Advertise Opus in-band FEC, so that Chrome publishers send it.
+
+    aiortc answers with its own codec parameters, which carry no fmtp for Opus.
+    """
+    for codec in CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters.update({"minptime": 10, "useinbandfec": 1})
+
+
+class _FrameTap(queue.Queue):  # type: ignore[type-arg]
+    """Stands in for a receiver's decoder queue and hands frames to a sink.
+
+    The receiver puts each reassembled frame here, on the event loop, after its
+    jitter buffer, NACK and PLI logic. `None` stops the idle decoder thread.
+    """
+
+    def __init__(self, sink: FrameSink | None, tee: bool) -> None:
+        super().__init__()
+        self._sink = sink
+        self._tee = tee
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            super().put(None, block, timeout)
+            return
+        if self._sink is not None:
+            _codec, frame = item
+            try:
+                self._sink(frame.data, frame.timestamp)
+            except Exception:
+                logger.exception("frame sink failed")
+        if self._tee:
+            super().put(item, block, timeout)
+
+
+def tap_frames(receiver: RTCRtpReceiver, sink: FrameSink | None, *, decode: bool = False) -> None:
+    """Send the receiver's encoded frames to `sink` instead of its decoder.
+
+    Must run before the receiver starts (right after setRemoteDescription). With
+    `decode=True` aiortc also decodes the frames; otherwise its track stays idle.
+    A `None` sink just switches decoding off (audio that is tapped as RTP).
+    """
+    receiver._RTCRtpReceiver__decoder_queue = _FrameTap(sink, decode)  # type: ignore[attr-defined]
+
+
+def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, RTCRtpCodecParameters]:
+    """Payload type -> codec, as negotiated (filled when the receiver starts)."""
+    codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    return codecs
+
+
+class RtpTap:
+    """Watches a receiver's RTP packets before aiortc handles them.
+
+    It remembers the media SSRC (never the RTX one: Chrome's first packets are often
+    RTX padding, and a PLI naming the RTX SSRC is ignored) and can pass every
+    media packet's payload to a sink, which is how audio skips aiortc's jitter buffer.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, sink: Callable[[RtpPacket], None] | None) -> None:
+        self.media_ssrc: int | None = None
+        self.packets = 0
+        self._receiver = receiver
+        self._sink = sink
+        self._media_pts: set[int] = set()
+        original = receiver._handle_rtp_packet
+
+        async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+            if packet.payload_type not in self._media_pts:
+                self._learn_payload_types()
+            if packet.payload_type in self._media_pts:
+                self.media_ssrc = packet.ssrc
+                self.packets += 1
+                if self._sink is not None and packet.payload:
+                    try:
+                        self._sink(packet)
+                    except Exception:
+                        logger.exception("RTP sink failed")
+            await original(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+    def _learn_payload_types(self) -> None:
+        self._media_pts = {
+            pt for pt, codec in receiver_codecs(self._receiver).items() if not is_rtx(codec)
+        }
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the remote publisher for a keyframe (RTCP PLI naming `media_ssrc`)."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call `callback` when the remote subscriber sends PLI or FIR.
+
+    aiortc's own handler only sets a flag for its encoder, which means nothing
+    for forwarded packets.
+    """
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+class SenderFeedback:
+    """Per-subscriber RTCP read from a sender: REMB, receiver reports, NACKs."""
+
+    def __init__(self) -> None:
+        self.remb_bps: int | None = None
+        self.fraction_lost = 0.0
+        self.packets_lost = 0
+        self.highest_sequence = 0
+        self.jitter = 0
+        self.nacks = 0
+        self.reports = 0
+
+
+def tap_rtcp(
+    sender: RTCRtpSender, on_report: Callable[[SenderFeedback], None] | None = None
+) -> SenderFeedback:
+    """Record REMB, RR and NACK counts that reach `sender`, then let aiortc handle them."""
+    feedback = SenderFeedback()
+    original = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                bitrate, ssrcs = 0, []
+            if sender._ssrc in ssrcs:
+                feedback.remb_bps = bitrate
+        elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    feedback.fraction_lost = report.fraction_lost / 256
+                    feedback.packets_lost = report.packets_lost
+                    feedback.highest_sequence = report.highest_sequence
+                    feedback.jitter = report.jitter
+                    feedback.reports += 1
+                    if on_report is not None:
+                        on_report(feedback)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            feedback.nacks += len(packet.lost)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    return feedback
+
+
+def sender_counters(sender: RTCRtpSender) -> tuple[int, int]:
+    """(RTP packets, payload bytes) that `sender` has sent so far."""
+    packets: int = sender._RTCRtpSender__packet_count  # type: ignore[attr-defined]
+    octets: int = sender._RTCRtpSender__octet_count  # type: ignore[attr-defined]
+    return packets, octets
+
+
+def sender_rtt(sender: RTCRtpSender) -> float | None:
+    """Smoothed round-trip time from the subscriber's receiver reports, in seconds."""
+    rtt: float | None = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+    return rtt

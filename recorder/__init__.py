@@ -1,0 +1,1 @@
+"""Writing packet streams to crash-safe files; post-lesson renditions."""

@@ -1,0 +1,1 @@
+"""The top floor: HTTP, signalling, lessons, roles, tokens and the CLI."""

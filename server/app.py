@@ -1,0 +1,67 @@
+"""The application factory: create_app(settings) -> aiohttp Application."""
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from config import Settings
+from media import adapter
+from server.errors import error_middleware
+from server.keys import LESSONS, SETTINGS, SOCKETS, TEMPLATES, TOKENS
+from server.lessons import Lessons
+from server.metrics import setup_metrics
+from server.pages import WEB_DIR, create_templates, setup_pages
+from server.signalling import websocket_handler
+from server.tokens import Tokens, load_or_create_secret
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    adapter.set_host_addresses(settings.media.ice_addresses)
+    adapter.enable_opus_fec()
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    secret = settings.tokens.secret or load_or_create_secret(settings.data_path)
+    app[TOKENS] = Tokens(secret)
+    app[LESSONS] = Lessons(settings)
+    app[TEMPLATES] = create_templates()
+    app[SOCKETS] = set()
+    app.cleanup_ctx.append(_lessons_ctx)
+    app.on_shutdown.append(_close_sockets)
+    setup_pages(app)
+    setup_metrics(app)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_static("/static", WEB_DIR / "static", append_version=True)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    lessons = request.app[LESSONS]
+    return web.json_response(
+        {"status": "ok", "lessons": len(lessons), "peers": lessons.peer_count}
+    )
+
+
+async def _lessons_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[LESSONS].close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        if not ws.closed:
+            try:
+                await ws.send_json(
+                    {
+                        "type": "error",
+                        "code": "shutdown",
+                        "fatal": True,
+                        "message": "the server is restarting; the page reconnects by itself",
+                    }
+                )
+            except ConnectionError:
+                pass
+            await ws.close(code=web.WSCloseCode.GOING_AWAY, message=b"server shutdown")

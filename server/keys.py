@@ -1,0 +1,14 @@
+"""Typed keys for what the application holds."""
+
+import jinja2
+from aiohttp import web
+
+from config import Settings
+from server.lessons import Lessons
+from server.tokens import Tokens
+
+SETTINGS = web.AppKey("settings", Settings)
+LESSONS = web.AppKey("lessons", Lessons)
+TOKENS = web.AppKey("tokens", Tokens)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+SOCKETS = web.AppKey("sockets", set)

@@ -1,0 +1,124 @@
+"""A live lesson: its peers, its sources, and what each peer may see of it."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from config import MediaSettings
+from media.source import Source
+from server.errors import UserError
+from server.peer import Peer
+
+logger = logging.getLogger(__name__)
+
+CLOCK_RATES = {"video": 90000, "audio": 48000}
+
+
+class Lesson:
+    def __init__(self, lesson_id: str, settings: MediaSettings, max_peers: int) -> None:
+        self.id = lesson_id
+        self.max_peers = max_peers
+        self.peers: dict[str, Peer] = {}
+        self._settings = settings
+        self._sources: dict[str, Source] = {}
+        self._state_pending = False
+        self.listeners: list[Callable[[Lesson], None]] = []
+
+    # -- sources -----------------------------------------------------------
+
+    def source_for(self, kind: str) -> Source:
+        """The teacher's camera (video) or microphone (audio)."""
+        name = "camera" if kind == "video" else "microphone"
+        source = self._sources.get(name)
+        if source is None:
+            codec = self._settings.video_codec if kind == "video" else "opus"
+            source = Source(
+                f"{self.id}/{name}",
+                kind,
+                codec,
+                CLOCK_RATES[kind],
+                keyframe_min_interval=self._settings.keyframe_min_interval,
+                keyframe_cache_seconds=self._settings.keyframe_cache_seconds,
+                queue_frames=self._settings.subscriber_queue_frames if kind == "video" else 50,
+            )
+            self._sources[name] = source
+        return source
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return dict(self._sources)
+
+    # -- peers -------------------------------------------------------------
+
+    @property
+    def teacher(self) -> Peer | None:
+        return next((p for p in self.peers.values() if p.role == "teacher"), None)
+
+    @property
+    def live(self) -> bool:
+        teacher = self.teacher
+        return (
+            teacher is not None
+            and teacher.media_state == "connected"
+            and any(s.live for s in self._sources.values())
+        )
+
+    def add(self, peer: Peer) -> None:
+        if len(self.peers) >= self.max_peers:
+            raise UserError(
+                "lesson_full",
+                f"this lesson already has {self.max_peers} participants",
+                fatal=True,
+                status=503,
+            )
+        self.peers[peer.id] = peer
+        logger.info("lesson=%s peer=%s joined as %s %r", self.id, peer.id, peer.role, peer.name)
+        self.changed()
+
+    def remove(self, peer: Peer) -> None:
+        if self.peers.pop(peer.id, None) is not None:
+            logger.info("lesson=%s peer=%s left", self.id, peer.id)
+            self.changed()
+
+    # -- state -------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Something peers may see changed: send everyone a fresh state, once per
+        loop iteration however many changes happened."""
+        if self._state_pending:
+            return
+        self._state_pending = True
+        asyncio.get_running_loop().call_soon(self._broadcast)
+
+    def _broadcast(self) -> None:
+        self._state_pending = False
+        for peer in list(self.peers.values()):
+            peer.send(self.state_for(peer))
+        for listener in self.listeners:
+            listener(self)
+
+    def state_for(self, peer: Peer) -> dict[str, Any]:
+        teacher = self.teacher
+        state: dict[str, Any] = {
+            "type": "state",
+            "lesson": self.id,
+            "teacher": {
+                "present": teacher is not None,
+                "live": self.live,
+                "name": teacher.name if teacher else None,
+            },
+            "media": peer.media_state,
+        }
+        if peer.role == "teacher":
+            state["classrooms"] = [
+                {"peer": p.id, "name": p.name, "media": p.media_state}
+                for p in self.peers.values()
+                if p.role == "classroom"
+            ]
+        return state
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()

@@ -1,0 +1,85 @@
+"""The live lessons of this server, created on first join and closed when empty."""
+
+import asyncio
+import logging
+
+from config import Settings
+from server.errors import UserError
+from server.lesson import Lesson
+from server.peer import Peer
+
+logger = logging.getLogger(__name__)
+
+
+class Lessons:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lessons: dict[str, Lesson] = {}
+        self.retired_forwarded = (0, 0)
+        self.retired_keyframe_requests = (0, 0)
+
+    def get(self, lesson_id: str) -> Lesson | None:
+        return self._lessons.get(lesson_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._lessons.values()))
+
+    def __len__(self) -> int:
+        return len(self._lessons)
+
+    @property
+    def peer_count(self) -> int:
+        return sum(len(lesson.peers) for lesson in self._lessons.values())
+
+    def open(self, lesson_id: str) -> Lesson:
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            if self.peer_count >= self._settings.server.max_peers:
+                raise UserError(
+                    "server_full", "the server has no room for more participants", fatal=True
+                )
+            lesson = Lesson(
+                lesson_id, self._settings.media, self._settings.server.max_peers_per_lesson
+            )
+            self._lessons[lesson_id] = lesson
+            logger.info("lesson=%s opened", lesson_id)
+        elif self.peer_count >= self._settings.server.max_peers:
+            raise UserError(
+                "server_full", "the server has no room for more participants", fatal=True
+            )
+        return lesson
+
+    async def leave(self, peer: Peer) -> None:
+        """Remove a peer and close its media; close the lesson once nobody is left."""
+        await peer.close_media()
+        packets, octets = peer.forwarded()
+        self.retired_forwarded = (
+            self.retired_forwarded[0] + packets,
+            self.retired_forwarded[1] + octets,
+        )
+        lesson = peer.lesson
+        lesson.remove(peer)
+        if not lesson.peers and self._lessons.get(lesson.id) is lesson:
+            for source in lesson.sources.values():
+                received, sent = source.keyframe_requests
+                self.retired_keyframe_requests = (
+                    self.retired_keyframe_requests[0] + received,
+                    self.retired_keyframe_requests[1] + sent,
+                )
+            lesson.close()
+            del self._lessons[lesson.id]
+            logger.info("lesson=%s closed", lesson.id)
+
+    def discard_if_empty(self, lesson: Lesson) -> None:
+        if not lesson.peers and self._lessons.get(lesson.id) is lesson:
+            lesson.close()
+            del self._lessons[lesson.id]
+
+    async def close(self) -> None:
+        for lesson in list(self._lessons.values()):
+            await asyncio.gather(
+                *(peer.close_media() for peer in list(lesson.peers.values())),
+                return_exceptions=True,
+            )
+            lesson.close()
+        self._lessons.clear()

@@ -1,0 +1,72 @@
+"""Prometheus metrics: lessons, peers, forwarded packets and bytes, keyframe requests.
+
+Counters are read from the live objects when scraped, so the forwarding path pays
+nothing for them.
+"""
+
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from server.keys import LESSONS
+from server.lessons import Lessons
+from server.tokens import ROLES
+
+
+class LessonCollector(Collector):
+    def __init__(self, lessons: Lessons) -> None:
+        self._lessons = lessons
+
+    def collect(self) -> Iterator[Metric]:
+        lessons = list(self._lessons)
+        yield GaugeMetricFamily("zhuandi_lessons", "Live lessons", value=len(lessons))
+        live = sum(1 for lesson in lessons if lesson.live)
+        yield GaugeMetricFamily("zhuandi_lessons_live", "Lessons whose teacher is live", value=live)
+        peers = GaugeMetricFamily("zhuandi_peers", "Connected peers", labels=["role"])
+        for role in ROLES:
+            count = sum(1 for lesson in lessons for p in lesson.peers.values() if p.role == role)
+            peers.add_metric([role], count)
+        yield peers
+        packets, octets = self._lessons.retired_forwarded
+        received, sent = self._lessons.retired_keyframe_requests
+        for lesson in lessons:
+            for peer in lesson.peers.values():
+                p, o = peer.forwarded()
+                packets += p
+                octets += o
+            for source in lesson.sources.values():
+                r, s = source.keyframe_requests
+                received += r
+                sent += s
+        yield CounterMetricFamily(
+            "zhuandi_forwarded_packets", "RTP packets forwarded to subscribers", value=packets
+        )
+        yield CounterMetricFamily(
+            "zhuandi_forwarded_bytes", "Payload bytes forwarded to subscribers", value=octets
+        )
+        requests = CounterMetricFamily(
+            "zhuandi_keyframe_requests",
+            "Keyframe requests: from subscribers, and sent on to publishers (coalesced)",
+            labels=["direction"],
+        )
+        requests.add_metric(["from_subscribers"], received)
+        requests.add_metric(["to_publishers"], sent)
+        yield requests
+
+
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+def setup_metrics(app: web.Application) -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(LessonCollector(app[LESSONS]))
+    app[METRICS_REGISTRY] = registry
+    app.router.add_get("/metrics", metrics_handler)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,218 @@
+"""The signalling WebSocket (docs/protocol.md): join, offer/answer, ICE, state."""
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiortc import RTCIceServer
+
+from server.errors import UserError
+from server.keys import LESSONS, SETTINGS, SOCKETS, TOKENS
+from server.peer import Peer
+from server.protocol import MAX_MESSAGE_BYTES, Message, parse_candidate, parse_message
+
+logger = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 10.0
+HEARTBEAT = 15.0
+
+
+def ice_servers_for_browsers(app: web.Application) -> list[dict[str, Any]]:
+    servers = []
+    for server in app[SETTINGS].media.ice_servers:
+        entry: dict[str, Any] = {"urls": list(server.urls)}
+        if server.username:
+            entry["username"] = server.username
+            entry["credential"] = server.credential
+        servers.append(entry)
+    return servers
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    connection = _Connection(request.app, ws)
+    try:
+        await connection.run()
+    finally:
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+class _Connection:
+    """One socket: reads messages in order, writes from the peer's outbox."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        self.app = app
+        self.ws = ws
+        self.peer: Peer | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            await self._read_join()
+            if self.peer is not None:
+                await self._read_messages()
+        finally:
+            await self._finish()
+
+    async def _read_join(self) -> None:
+        try:
+            async with asyncio.timeout(JOIN_TIMEOUT):
+                while self.peer is None:
+                    text = await self._next_text()
+                    if text is None:
+                        return
+                    try:
+                        message = parse_message(text)
+                        if message.type != "join":
+                            raise UserError("not_joined", "send 'join' with your token first")
+                        await self._join(message)
+                    except UserError as exc:
+                        await self._send_now(exc.to_json())
+                        if exc.fatal:
+                            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+                            return
+        except TimeoutError:
+            await self._send_now(
+                {"type": "error", "code": "not_joined", "message": "no 'join' within 10 s", "fatal": True}
+            )
+            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+
+    async def _join(self, message: Message) -> None:
+        tokens = self.app[TOKENS]
+        grant = tokens.verify(message.get("token"))
+        tokens.check(grant, lesson=message.get("lesson"), role=message.get("role"))
+        lessons = self.app[LESSONS]
+        lesson = lessons.open(grant.lesson)
+        peer = Peer(grant, lesson, on_overflow=lambda: self._close_soon())
+        replaced = lesson.teacher if grant.role == "teacher" else None
+        try:
+            lesson.add(peer)
+        except UserError:
+            lessons.discard_if_empty(lesson)
+            raise
+        if replaced is not None:
+            replaced.send(
+                {
+                    "type": "error",
+                    "code": "replaced",
+                    "fatal": True,
+                    "message": "the teacher page was opened again elsewhere",
+                }
+            )
+            await lessons.leave(replaced)
+        self.peer = peer
+        self._writer = asyncio.ensure_future(self._write(peer))
+        settings = self.app[SETTINGS]
+        peer.send(
+            {
+                "type": "joined",
+                "peer": peer.id,
+                "role": peer.role,
+                "name": peer.name,
+                "lesson": lesson.id,
+                "iceServers": ice_servers_for_browsers(self.app),
+                "videoCodec": settings.media.video_codec,
+            }
+        )
+        lesson.changed()
+
+    async def _read_messages(self) -> None:
+        assert self.peer is not None
+        while not self.peer.closed:
+            text = await self._next_text()
+            if text is None:
+                return
+            try:
+                await self._handle(parse_message(text))
+            except UserError as exc:
+                self.peer.send(exc.to_json())
+                if exc.fatal:
+                    return
+            except Exception:
+                logger.exception("%r failed to handle a message", self.peer)
+                self.peer.send({"type": "error", "code": "internal", "message": "the server could not handle that message"})
+
+    async def _handle(self, message: Message) -> None:
+        peer = self.peer
+        assert peer is not None
+        if message.type == "offer":
+            settings = self.app[SETTINGS]
+            sdp = await peer.negotiate(
+                message.get("sdp"), _server_ice_servers(), settings.media.video_codec
+            )
+            peer.send({"type": "answer", "sdp": sdp})
+        elif message.type == "candidate":
+            await peer.add_candidate(parse_candidate(message.get("candidate")))
+        elif message.type == "stop":
+            await peer.close_media()
+        elif message.type == "leave":
+            peer.closed = True
+        elif message.type == "ping":
+            peer.send({"type": "pong"})
+        elif message.type == "join":
+            raise UserError("already_joined", "this socket has already joined")
+
+    async def _next_text(self) -> str | None:
+        message = await self.ws.receive()
+        if message.type == WSMsgType.TEXT:
+            return str(message.data)
+        if message.type == WSMsgType.BINARY:
+            await self._send_now({"type": "error", "code": "bad_message", "message": "binary frames are not part of the protocol", "fatal": True})
+            await self.ws.close(code=WSCloseCode.UNSUPPORTED_DATA)
+        return None
+
+    async def _send_now(self, data: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            try:
+                await self.ws.send_json(data)
+            except ConnectionError:
+                pass
+
+    async def _write(self, peer: Peer) -> None:
+        try:
+            while True:
+                data = await peer.outbox.get()
+                if data is None:
+                    break
+                await self.ws.send_json(data)
+                if data.get("fatal"):
+                    break
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            peer.closed = True
+            if not self.ws.closed:
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+
+    def _close_soon(self) -> None:
+        if self.peer is not None:
+            self.peer.closed = True
+        asyncio.ensure_future(self.ws.close(code=WSCloseCode.POLICY_VIOLATION))
+
+    async def _finish(self) -> None:
+        peer = self.peer
+        if peer is not None:
+            peer.closed = True
+            if peer.lesson.peers.get(peer.id) is peer:
+                await self.app[LESSONS].leave(peer)
+            if self._writer is not None:
+                # let a final error reach the client, then stop the writer
+                try:
+                    peer.outbox.put_nowait(None)
+                except asyncio.QueueFull:
+                    pass
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
+                except (TimeoutError, asyncio.CancelledError):
+                    self._writer.cancel()
+        if not self.ws.closed:
+            await self.ws.close()
+
+
+def _server_ice_servers() -> list[RTCIceServer]:
+    # The server sits on a reachable address; it needs no STUN or TURN of its own.
+    return []

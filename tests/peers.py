@@ -1,0 +1,195 @@
+"""Real aiortc peers that join a lesson through the real server's signalling."""
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from tests.frames import AUDIO_RATE, NumberedVideoTrack, ToneAudioTrack, read_number
+
+
+class SignallingClient:
+    """A WebSocket to /ws that keeps every message it receives."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.messages: list[dict[str, Any]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._new = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.ws = await self._session.ws_connect(self.base_url.replace("http", "ws", 1) + "/ws")
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(message.json())
+                self._new.set()
+        self._new.set()
+
+    async def send(self, data: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send_json(data)
+
+    async def send_raw(self, text: str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(text)
+
+    async def wait_for(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        """The first message of `kind` (whose fields equal `match`) not yet consumed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, message in enumerate(self.messages):
+                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                    del self.messages[i]
+                    return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {kind!r} message; got {self.messages!r}")
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), remaining)
+
+    @property
+    def closed(self) -> bool:
+        return self.ws is None or self.ws.closed
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await self._reader
+        if self._session is not None:
+            await self._session.close()
+
+
+class LessonPeer:
+    """Joins with a token, then publishes or subscribes over one RTCPeerConnection."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.signalling = SignallingClient(base_url)
+        self.token = token
+        self.pc = RTCPeerConnection()
+        self.joined: dict[str, Any] = {}
+
+    async def join(self) -> dict[str, Any]:
+        await self.signalling.connect()
+        await self.signalling.send({"type": "join", "token": self.token})
+        self.joined = await self.signalling.wait_for("joined")
+        return self.joined
+
+    async def negotiate(self) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.signalling.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        answer = await self.signalling.wait_for("answer", timeout=15)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def wait_connected(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.pc.connectionState != "connected":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"connection state stayed {self.pc.connectionState}")
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await asyncio.shield(self.pc.close())
+        await self.signalling.close()
+
+
+class Teacher(LessonPeer):
+    """Publishes numbered video frames and a tone."""
+
+    def __init__(
+        self, base_url: str, token: str, *, width: int = 640, height: int = 360, tone: float = 440.0
+    ) -> None:
+        super().__init__(base_url, token)
+        self.video = NumberedVideoTrack(width, height)
+        self.audio = ToneAudioTrack(tone)
+
+    async def publish(self) -> None:
+        self.pc.addTransceiver(self.audio, direction="sendonly")
+        self.pc.addTransceiver(self.video, direction="sendonly")
+        await self.negotiate()
+
+
+class Classroom(LessonPeer):
+    """Receives, decodes and checks what arrives."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        super().__init__(base_url, token)
+        self.numbers: list[int] = []
+        self.damaged = 0
+        self.sizes: set[tuple[int, int]] = set()
+        self.arrivals: list[tuple[int, float]] = []
+        self.audio_chunks: list[np.ndarray] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self._tasks.append(asyncio.ensure_future(self._read_video(track)))
+            else:
+                self._tasks.append(asyncio.ensure_future(self._read_audio(track)))
+
+    async def subscribe(self) -> None:
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.addTransceiver("video", direction="recvonly")
+        await self.negotiate()
+
+    async def _read_video(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
+                number = read_number(frame)
+                self.sizes.add((frame.width, frame.height))
+                if number is None:
+                    self.damaged += 1
+                else:
+                    self.numbers.append(number)
+                    self.arrivals.append((number, time.monotonic()))
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
+                data = frame.to_ndarray()
+                if data.shape[0] == 1 and frame.layout.nb_channels == 2:
+                    data = data.reshape(-1, 2)[:, 0]  # packed stereo: take the left channel
+                else:
+                    data = data[0]
+                self.audio_chunks.append(data.astype(np.float64))
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.audio_chunks) if self.audio_chunks else np.zeros(0)
+
+    @property
+    def audio_rate(self) -> int:
+        return AUDIO_RATE
+
+    async def wait_frames(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.numbers) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"only {len(self.numbers)} numbered frames arrived ({self.damaged} damaged)"
+                )
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await super().close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

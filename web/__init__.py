@@ -1,0 +1,1 @@
+"""Browser pages (jinja2 templates), plain JS and message catalogs."""
