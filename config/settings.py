@@ -224,9 +224,11 @@ def _validate(instance: Any, path: str) -> None:
         if not 0 <= instance.port <= 65535:
             raise ConfigError(f"server.port must be between 0 and 65535, got {instance.port}")
         if instance.log_format not in ("text", "json"):
-            raise ConfigError(f"server.log_format must be 'text' or 'json', not {instance.log_format!r}")
+            raise ConfigError(
+                f"server.log_format must be 'text' or 'json', not {instance.log_format!r}"
+            )
         if instance.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise ConfigError(f"server.log_level must be debug, info, warning or error")
+            raise ConfigError("server.log_level must be debug, info, warning or error")
         if bool(instance.tls_cert) != bool(instance.tls_key):
             raise ConfigError("server.tls_cert and server.tls_key must be given together")
         if instance.max_peers < 1 or instance.max_peers_per_lesson < 1:
@@ -240,7 +242,9 @@ def _validate(instance: Any, path: str) -> None:
                     f"media.ice_addresses: {address!r} is not an IP address"
                 ) from None
         if instance.video_codec not in ("VP8", "H264"):
-            raise ConfigError(f"media.video_codec must be 'VP8' or 'H264', not {instance.video_codec!r}")
+            raise ConfigError(
+                f"media.video_codec must be 'VP8' or 'H264', not {instance.video_codec!r}"
+            )
         if instance.keyframe_min_interval <= 0 or instance.keyframe_cache_seconds < 0:
             raise ConfigError("media.keyframe_min_interval must be positive")
         if instance.subscriber_queue_frames < 2:
@@ -257,7 +261,9 @@ def _validate(instance: Any, path: str) -> None:
         except ValueError as exc:
             raise ConfigError(f"tokens.default_ttl: {exc}") from None
         if instance.secret and len(instance.secret) < 32:
-            raise ConfigError("tokens.secret must be at least 32 characters (or empty to generate one)")
+            raise ConfigError(
+                "tokens.secret must be at least 32 characters (or empty to generate one)"
+            )
 
 
 def _to_plain(value: Any) -> Any:

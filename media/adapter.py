@@ -62,7 +62,7 @@ def enable_opus_fec() -> None:
             codec.parameters.update({"minptime": 10, "useinbandfec": 1})
 
 
-class _FrameTap(queue.Queue):  # type: ignore[type-arg]
+class _FrameTap(queue.Queue):
     """Stands in for a receiver's decoder queue and hands frames to a sink.
 
     The receiver puts each reassembled frame here, on the event loop, after its

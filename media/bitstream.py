@@ -27,7 +27,7 @@ def vp8_size(data: bytes) -> tuple[int, int] | None:
 
 def h264_nal_types(data: bytes) -> list[int]:
     """NAL unit types of an Annex B access unit."""
-    types = []
+    types: list[int] = []
     start = 0
     length = len(data)
     while True:

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from config import Settings
 from media import adapter
@@ -40,9 +40,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def healthz(request: web.Request) -> web.Response:
     lessons = request.app[LESSONS]
-    return web.json_response(
-        {"status": "ok", "lessons": len(lessons), "peers": lessons.peer_count}
-    )
+    return web.json_response({"status": "ok", "lessons": len(lessons), "peers": lessons.peer_count})
 
 
 async def _lessons_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -51,7 +49,8 @@ async def _lessons_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
         if not ws.closed:
             try:
                 await ws.send_json(
@@ -64,4 +63,4 @@ async def _close_sockets(app: web.Application) -> None:
                 )
             except ConnectionError:
                 pass
-            await ws.close(code=web.WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

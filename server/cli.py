@@ -88,7 +88,9 @@ def _config_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+def _settings(
+    args: argparse.Namespace, overrides: dict[str, dict[str, Any]] | None = None
+) -> Settings:
     config_file = args.config or os.environ.get("ZHUANDI_CONFIG") or None
     return load_settings(config_file, os.environ, overrides)
 
@@ -168,9 +170,10 @@ def _token(args: argparse.Namespace) -> int:
     secret = settings.tokens.secret or load_or_create_secret(settings.data_path)
     try:
         ttl = parse_duration(args.ttl or settings.tokens.default_ttl)
-        name = args.name or {"teacher": "主讲教室", "classroom": "接收教室", "observer": "巡课"}[
-            args.role
-        ]
+        name = (
+            args.name
+            or {"teacher": "主讲教室", "classroom": "接收教室", "observer": "巡课"}[args.role]
+        )
         token = Tokens(secret).issue(args.lesson, args.role, name, ttl)
     except ValueError as exc:
         print(f"zhuandi token: {exc}", file=sys.stderr)
@@ -183,8 +186,15 @@ def _classroom(args: argparse.Namespace) -> int:
     from server.client import run_client
 
     configure_logging("text", "warning")
-    return asyncio.run(run_client(args.url, record=args.record, publish=args.publish,
-                                  duration=args.duration, quiet=args.quiet))
+    return asyncio.run(
+        run_client(
+            args.url,
+            record=args.record,
+            publish=args.publish,
+            duration=args.duration,
+            quiet=args.quiet,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,4 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except UserError as exc:
-        return web.json_response(
-            {"error": exc.code, "message": exc.message}, status=exc.status
-        )
+        return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status)

@@ -23,9 +23,7 @@ def create_templates(directory: Path = WEB_DIR / "templates") -> jinja2.Environm
     )
 
 
-def render(
-    request: web.Request, template: str, status: int = 200, **context: Any
-) -> web.Response:
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     language = pick_language(request)
     messages = catalog(language)
     env = request.app[TEMPLATES]

@@ -132,7 +132,7 @@ class Peer:
         if self.pc is None or self.pc.remoteDescription is None:
             raise UserError("bad_candidate", "send an offer before ICE candidates")
         if candidate is None:
-            await self.pc.addIceCandidate(None)  # type: ignore[arg-type]
+            await self.pc.addIceCandidate(None)
             return
         text = candidate.candidate
         if text.startswith("candidate:"):

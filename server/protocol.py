@@ -57,7 +57,7 @@ def parse_message(text: str) -> Message:
                 raise bad(f"'{kind}' needs the field '{name}'")
             continue
         value = data[name]
-        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join("null" if t is type(None) else _TYPE_NAMES[t] for t in types)
             raise bad(f"'{kind}.{name}' must be {expected}")
         fields[name] = value

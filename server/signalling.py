@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCIceServer
 
+from media.background import spawn
 from server.errors import UserError
 from server.keys import LESSONS, SETTINGS, SOCKETS, TOKENS
 from server.peer import Peer
@@ -77,7 +78,12 @@ class _Connection:
                             return
         except TimeoutError:
             await self._send_now(
-                {"type": "error", "code": "not_joined", "message": "no 'join' within 10 s", "fatal": True}
+                {
+                    "type": "error",
+                    "code": "not_joined",
+                    "message": "no 'join' within 10 s",
+                    "fatal": True,
+                }
             )
             await self.ws.close(code=WSCloseCode.POLICY_VIOLATION)
 
@@ -134,7 +140,13 @@ class _Connection:
                     return
             except Exception:
                 logger.exception("%r failed to handle a message", self.peer)
-                self.peer.send({"type": "error", "code": "internal", "message": "the server could not handle that message"})
+                self.peer.send(
+                    {
+                        "type": "error",
+                        "code": "internal",
+                        "message": "the server could not handle that message",
+                    }
+                )
 
     async def _handle(self, message: Message) -> None:
         peer = self.peer
@@ -161,7 +173,14 @@ class _Connection:
         if message.type == WSMsgType.TEXT:
             return str(message.data)
         if message.type == WSMsgType.BINARY:
-            await self._send_now({"type": "error", "code": "bad_message", "message": "binary frames are not part of the protocol", "fatal": True})
+            await self._send_now(
+                {
+                    "type": "error",
+                    "code": "bad_message",
+                    "message": "binary frames are not part of the protocol",
+                    "fatal": True,
+                }
+            )
             await self.ws.close(code=WSCloseCode.UNSUPPORTED_DATA)
         return None
 
@@ -191,7 +210,7 @@ class _Connection:
     def _close_soon(self) -> None:
         if self.peer is not None:
             self.peer.closed = True
-        asyncio.ensure_future(self.ws.close(code=WSCloseCode.POLICY_VIOLATION))
+        spawn(self.ws.close(code=WSCloseCode.POLICY_VIOLATION), "closing a socket")
 
     async def _finish(self) -> None:
         peer = self.peer

@@ -19,7 +19,9 @@ ISSUER = "zhuandi"
 
 class TokenError(UserError):
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message, fatal=True, status=401 if code != "token_wrong_role" else 403)
+        super().__init__(
+            code, message, fatal=True, status=401 if code != "token_wrong_role" else 403
+        )
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,7 @@ class Tokens:
 
     def issue(self, lesson: str, role: str, name: str, ttl: float) -> str:
         if not LESSON_ID.match(lesson):
-            raise ValueError(
-                f"bad lesson id {lesson!r}: use 1-64 letters, digits, '-' or '_'"
-            )
+            raise ValueError(f"bad lesson id {lesson!r}: use 1-64 letters, digits, '-' or '_'")
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         if not name or len(name) > MAX_NAME:

@@ -51,7 +51,9 @@ class SignallingClient:
         deadline = time.monotonic() + timeout
         while True:
             for i, message in enumerate(self.messages):
-                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                if message.get("type") == kind and all(
+                    message.get(k) == v for k, v in match.items()
+                ):
                     del self.messages[i]
                     return message
             remaining = deadline - time.monotonic()
