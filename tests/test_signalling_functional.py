@@ -29,7 +29,7 @@ async def joined_client(server: RunningServer, token: str) -> SignallingClient:
 )
 async def test_a_bad_token_is_refused_and_the_socket_closed(
     server: RunningServer, make_token, code: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     client = await joined_client(server, make_token(server))
     error = await client.wait_for("error")
     assert error["code"] == code and error["fatal"] is True
@@ -44,7 +44,7 @@ async def test_an_expired_token_is_refused(server: RunningServer) -> None:
 
     from server.tokens import Tokens
 
-    past = Tokens(server.tokens._secret, clock=lambda: time.time() - 7200)  # type: ignore[attr-defined]
+    past = Tokens(server.tokens._secret, clock=lambda: time.time() - 7200)
     client = await joined_client(server, past.issue("maths", "classroom", "x", 60))
     error = await client.wait_for("error")
     assert error["code"] == "token_expired"
@@ -106,7 +106,8 @@ MALFORMED = [
     ('{"type": "join", "token": "again"}', "already joined"),
     ('{"type": "' + "x" * 1000 + '"}', "unknown message type"),
     (
-        '{"type": "offer", "sdp": "v=0\\r\\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\\r\\n"}',
+        '{"type": "offer", "sdp": "v=0\\r\\n'
+        'm=application 9 UDP/DTLS/SCTP webrtc-datachannel\\r\\n"}',
         "offer",
     ),
     (

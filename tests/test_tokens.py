@@ -55,7 +55,7 @@ def test_a_token_with_alg_none_is_refused() -> None:
 
 def test_a_token_with_a_tampered_role_is_refused() -> None:
     token = Tokens(SECRET).issue("maths", "classroom", "room", 3600)
-    header, payload, signature = token.split(".")
+    header, _payload, signature = token.split(".")
     claims = jwt.decode(token, options={"verify_signature": False})
     claims["role"] = "teacher"
     other = jwt.encode(claims, "wrong-secret-" * 4, algorithm="HS256").split(".")[1]
@@ -95,7 +95,7 @@ def test_issuing_refuses_bad_claims(lesson: str, role: str, name: str) -> None:
         Tokens(SECRET).issue(lesson, role, name, 60)
 
 
-def test_the_secret_is_generated_once_and_kept_private(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_secret_is_generated_once_and_kept_private(tmp_path) -> None:
     first = load_or_create_secret(tmp_path / "var")
     second = load_or_create_secret(tmp_path / "var")
     assert first == second and len(first) >= 32
