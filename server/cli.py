@@ -131,6 +131,10 @@ async def _run_server(settings: Settings, demo: bool) -> None:
             ssl_context.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port, ssl_context=ssl_context)
@@ -152,10 +156,6 @@ async def _run_server(settings: Settings, demo: bool) -> None:
             token = tokens.issue(DEMO_LESSON, "classroom", f"接收教室 {i}", ttl)
             print(f"classroom {i}: {base}/lesson/{DEMO_LESSON}/classroom?token={token}")
         sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
