@@ -1,0 +1,208 @@
+"""Real Chromium for tests, driven by Playwright's async API (see /work/shared/TESTING.md).
+
+`chromium()` launches Debian's /usr/bin/chromium (never `playwright install`);
+`open_page()` gives each participant its own browser context, as separate machines
+would be; the helpers read what a page shows (`data-state`) and what its video does.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+
+BASE_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+)
+FAKE_MEDIA_ARGS = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+AUTOPLAY_ALLOWED = "--autoplay-policy=no-user-gesture-required"
+AUTOPLAY_BLOCKED = "--autoplay-policy=document-user-activation-required"
+
+# Keeps every RTCPeerConnection a page creates in window.__pcs, so that tests can
+# read getStats() without the product exposing anything.
+RECORD_PEER_CONNECTIONS = """
+(() => {
+  const Original = window.RTCPeerConnection;
+  if (!Original || Original.__recorded) return;
+  window.__pcs = [];
+  const Recorded = function (...args) {
+    const pc = new Original(...args);
+    window.__pcs.push(pc);
+    return pc;
+  };
+  Recorded.prototype = Original.prototype;
+  Object.setPrototypeOf(Recorded, Original);
+  Recorded.__recorded = true;
+  window.RTCPeerConnection = Recorded;
+})();
+"""
+
+INBOUND_VIDEO_STATS = """
+async () => {
+  const pcs = (window.__pcs || []).filter((pc) => pc.connectionState !== "closed");
+  const pc = pcs[pcs.length - 1];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "inbound-rtp" && report.kind === "video") {
+      return {
+        framesDecoded: report.framesDecoded ?? 0,
+        frameWidth: report.frameWidth ?? 0,
+        frameHeight: report.frameHeight ?? 0,
+        framesPerSecond: report.framesPerSecond ?? 0,
+        freezeCount: report.freezeCount ?? 0,
+        totalFreezesDuration: report.totalFreezesDuration ?? 0,
+        packetsLost: report.packetsLost ?? 0,
+      };
+    }
+  }
+  return null;
+}
+"""
+
+VIDEO_PLAYBACK = """
+(selector) => {
+  const video = document.querySelector(selector);
+  if (!video) return null;
+  const quality = video.getVideoPlaybackQuality();
+  return {
+    videoWidth: video.videoWidth,
+    videoHeight: video.videoHeight,
+    totalVideoFrames: quality.totalVideoFrames,
+    currentTime: video.currentTime,
+    paused: video.paused,
+    muted: video.muted,
+    readyState: video.readyState,
+  };
+}
+"""
+
+
+@dataclass
+class PageLog:
+    """What a page said on its console and which sockets it opened."""
+
+    console: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sockets: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """Uncaught exceptions and console errors, minus expected noise."""
+        return [*self.errors, *(m for m in self.console if m.startswith("error:"))]
+
+
+@asynccontextmanager
+async def chromium(
+    *, fake_media: bool = True, autoplay: bool = True, extra_args: Sequence[str] = ()
+) -> AsyncIterator[Browser]:
+    """One headless Chromium; closed on the way out even when the test fails."""
+    args = [*BASE_ARGS]
+    if fake_media:
+        args += FAKE_MEDIA_ARGS
+    args.append(AUTOPLAY_ALLOWED if autoplay else AUTOPLAY_BLOCKED)
+    args += extra_args
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=args, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(
+    browser: Browser,
+    url: str | None = None,
+    *,
+    viewport: tuple[int, int] = (1280, 720),
+    locale: str = "zh-CN",
+) -> tuple[Page, PageLog]:
+    """A page in a fresh browser context (own cookies, own permissions)."""
+    context = await browser.new_context(
+        viewport={"width": viewport[0], "height": viewport[1]}, locale=locale
+    )
+    await context.add_init_script(RECORD_PEER_CONNECTIONS)
+    page = await context.new_page()
+    log = PageLog()
+
+    def on_console(message: ConsoleMessage) -> None:
+        log.console.append(f"{message.type}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: log.errors.append(str(error)))
+    page.on("websocket", lambda ws: log.sockets.append(ws.url))
+    if url is not None:
+        await page.goto(url)
+    return page, log
+
+
+async def state_of(page: Page) -> str | None:
+    """The page's status, as its `#status` element's data-state."""
+    return await page.get_attribute("#status", "data-state")
+
+
+async def wait_for_state(page: Page, state: str, timeout: float = 20.0) -> None:
+    try:
+        await page.wait_for_selector(
+            f'#status[data-state="{state}"]', state="attached", timeout=timeout * 1000
+        )
+    except Exception as exc:
+        shown = await state_of(page)
+        text = await page.text_content("#status")
+        raise AssertionError(f"page never reached {state!r}; it shows {shown!r}: {text!r}") from exc
+
+
+async def status_text(page: Page) -> str:
+    return " ".join((await page.inner_text("#status")).split())
+
+
+async def playback(page: Page, selector: str = "video") -> dict[str, Any]:
+    result = await page.evaluate(VIDEO_PLAYBACK, selector)
+    assert result is not None, f"no {selector} on the page"
+    return dict(result)
+
+
+async def inbound_video(page: Page) -> dict[str, Any] | None:
+    """inbound-rtp video stats of the page's newest open RTCPeerConnection."""
+    result = await page.evaluate(INBOUND_VIDEO_STATS)
+    return None if result is None else dict(result)
+
+
+async def wait_until_playing(
+    page: Page, selector: str = "video", timeout: float = 30.0, frames: int = 10
+) -> dict[str, Any]:
+    """Wait until the video has a size and has presented `frames` frames."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    shown: dict[str, Any] = {}
+    while loop.time() < deadline:
+        shown = await playback(page, selector)
+        if shown["videoWidth"] > 0 and shown["totalVideoFrames"] >= frames:
+            return shown
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{selector} did not play within {timeout} s: {json.dumps(shown)}")
+
+
+async def frames_grow(page: Page, seconds: float = 2.0, selector: str = "video") -> tuple[int, int]:
+    """(frames presented, frames decoded) over `seconds` of playback."""
+    before = await playback(page, selector)
+    decoded_before = await inbound_video(page)
+    await asyncio.sleep(seconds)
+    after = await playback(page, selector)
+    decoded_after = await inbound_video(page)
+    decoded = 0
+    if decoded_before is not None and decoded_after is not None:
+        decoded = decoded_after["framesDecoded"] - decoded_before["framesDecoded"]
+    return after["totalVideoFrames"] - before["totalVideoFrames"], decoded

@@ -1,0 +1,233 @@
+// @ts-check
+/**
+ * The classroom page: opening the link is the only step. It joins, offers to
+ * receive audio and video at once, and plays whatever the server forwards; the
+ * teacher starting, stopping or restarting needs nothing from this page. A lost
+ * socket or media connection is retried with backoff; a refused link is not.
+ */
+import { errorText, t } from "./i18n.js";
+import { createPeerConnection, Negotiator, OFFER_ERRORS } from "./media.js";
+import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
+import { byId, pageConfig, StatusLine } from "./page.js";
+
+/** A media connection "disconnected" this long is given up and offered again. */
+const DISCONNECTED_GRACE_MS = 5000;
+/** After this many failed attempts, suggest that a firewall may be in the way. */
+const FIREWALL_HINT_AFTER = 3;
+
+const config = pageConfig();
+const video = /** @type {HTMLVideoElement} */ (byId("video"));
+const soundButton = /** @type {HTMLButtonElement} */ (byId("sound"));
+const fullscreenButton = /** @type {HTMLButtonElement} */ (byId("fullscreen"));
+const status = new StatusLine(byId("status"), byId("status-text"), byId("status-detail"));
+
+/** @type {Signalling | null} */
+let signalling = null;
+/** @type {Negotiator | null} */
+let negotiator = null;
+/** @type {RTCPeerConnection | null} */
+let pc = null;
+/** @type {RTCIceServer[]} */
+let iceServers = [];
+/** @type {{present: boolean, live: boolean, name: string | null} | null} */
+let teacher = null;
+/** @type {import("./protocol.js").ServerError | null} */
+let fatal = null;
+let reconnecting = false;
+/** Sound was blocked by the autoplay policy and nobody has clicked yet. */
+let soundBlocked = false;
+const backoff = new Backoff();
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let retryTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let disconnectedTimer;
+
+// -- signalling ----------------------------------------------------------------
+
+function connect() {
+  const socket = new Signalling(
+    { url: signallingUrl(location), token: config.token, lesson: config.lesson, role: config.role },
+    {
+      joined(message) {
+        iceServers = message.iceServers ?? [];
+        receive();
+      },
+      state(message) {
+        teacher = message.teacher ?? null;
+        if (pc && message.media === "failed") {
+          retryMedia();
+        }
+        render();
+      },
+      answer(message) {
+        negotiator?.answer(message.sdp).catch((error) => {
+          console.error("cannot apply the answer", error);
+          retryMedia();
+        });
+      },
+      error(error) {
+        if (error.fatal) {
+          return; // reported on close
+        }
+        console.warn("server:", error.code, error.message);
+        if (OFFER_ERRORS.has(error.code)) {
+          // Offering again cannot fix a refused offer; say why and stop here.
+          negotiator?.refused();
+          fatal = error;
+          closeMedia();
+          render();
+        }
+      },
+      close(info) {
+        signalling = negotiator = null;
+        closeMedia();
+        if (fatal) {
+          // already stopped for a reason of our own
+        } else if (!mayReconnect(info.fatal)) {
+          fatal = info.fatal;
+        } else {
+          reconnecting = true;
+          clearTimeout(retryTimer);
+          retryTimer = setTimeout(connect, backoff.next());
+        }
+        render();
+      },
+    },
+  );
+  signalling = socket;
+  negotiator = new Negotiator(socket);
+  socket.open();
+}
+
+// -- media ---------------------------------------------------------------------
+
+/** Offer to receive the teacher's audio and video on a fresh connection. */
+function receive() {
+  if (!signalling || !negotiator || fatal) {
+    return;
+  }
+  closeMedia();
+  const connection = createPeerConnection(iceServers);
+  pc = connection;
+  connection.addTransceiver("audio", { direction: "recvonly" });
+  connection.addTransceiver("video", { direction: "recvonly" });
+  const stream = new MediaStream();
+  connection.addEventListener("track", (event) => {
+    if (pc !== connection) {
+      return;
+    }
+    stream.addTrack(event.track);
+    video.srcObject = stream;
+    play();
+  });
+  connection.addEventListener("connectionstatechange", () => {
+    if (pc !== connection) {
+      return;
+    }
+    clearTimeout(disconnectedTimer);
+    const state = connection.connectionState;
+    if (state === "connected") {
+      reconnecting = false;
+      backoff.reset();
+    } else if (state === "failed") {
+      retryMedia();
+    } else if (state === "disconnected") {
+      // Often a moment's loss that ICE recovers from by itself.
+      disconnectedTimer = setTimeout(() => {
+        if (pc === connection && connection.connectionState === "disconnected") {
+          retryMedia();
+        }
+      }, DISCONNECTED_GRACE_MS);
+    }
+    render();
+  });
+  negotiator.offer(connection).catch((error) => {
+    console.error("cannot make an offer", error);
+    retryMedia();
+  });
+  render();
+}
+
+/** The media connection dropped: offer again on the same socket, later. */
+function retryMedia() {
+  closeMedia();
+  reconnecting = true;
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    if (signalling?.joined) {
+      receive();
+    }
+  }, backoff.next());
+  render();
+}
+
+function closeMedia() {
+  clearTimeout(disconnectedTimer);
+  if (pc) {
+    pc.close();
+    pc = null;
+  }
+}
+
+/** Play with sound if the browser allows it; otherwise muted, with one big button. */
+function play() {
+  video.muted = soundBlocked;
+  video.play().catch((error) => {
+    if (error.name !== "NotAllowedError" || video.muted) {
+      return; // AbortError: a newer srcObject or play() took over
+    }
+    soundBlocked = true;
+    video.muted = true;
+    video.play().catch(() => {});
+    render();
+  });
+}
+
+function enableSound() {
+  soundBlocked = false;
+  video.muted = false;
+  video.play().catch(() => {});
+  render();
+}
+
+// -- view ----------------------------------------------------------------------
+
+function render() {
+  if (fatal) {
+    status.show("error", errorText(fatal.code), fatal.message);
+  } else if (reconnecting) {
+    const hint = backoff.attempt >= FIREWALL_HINT_AFTER ? t("classroom.hint.firewall") : "";
+    status.show("reconnecting", t("classroom.status.reconnecting", { attempt: backoff.attempt }), hint);
+  } else if (!signalling?.joined) {
+    status.show("connecting", t("classroom.status.connecting"));
+  } else if (!teacher?.live) {
+    const text = teacher?.present && teacher.name
+      ? t("classroom.status.waiting_present", { name: teacher.name })
+      : t("classroom.status.waiting");
+    status.show("waiting", text, t("classroom.hint.waiting"));
+  } else if (pc?.connectionState === "connected") {
+    status.show("live", t("classroom.status.live"));
+  } else {
+    status.show("connecting", t("classroom.status.connecting"));
+  }
+  soundButton.hidden = !soundBlocked || Boolean(fatal);
+}
+
+soundButton.addEventListener("click", enableSound);
+fullscreenButton.addEventListener("click", () => {
+  if (document.fullscreenElement) {
+    document.exitFullscreen().catch(() => {});
+  } else {
+    document.documentElement.requestFullscreen().catch(() => {});
+  }
+});
+fullscreenButton.hidden = !document.fullscreenEnabled;
+window.addEventListener("pagehide", () => signalling?.leave());
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) {
+    location.reload(); // back from the back/forward cache with a closed socket
+  }
+});
+
+render();
+connect();

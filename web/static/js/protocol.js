@@ -1,0 +1,216 @@
+// @ts-check
+/**
+ * The signalling client (docs/protocol.md): one WebSocket to the page's own origin,
+ * join first, then offers, candidates and keep-alive pings. No DOM code here; the
+ * page scripts decide what to show.
+ */
+
+export const PING_INTERVAL_MS = 20_000;
+/** A socket that has been silent this long (no pong, no state) is treated as dead:
+ * a cut network cable can leave TCP believing for minutes that all is well. */
+export const SILENCE_LIMIT_MS = 2.5 * PING_INTERVAL_MS;
+/** Our own close code for a socket given up on because the server went silent. */
+export const CLOSE_SILENT = 4000;
+
+/**
+ * @typedef {{type: string, [field: string]: any}} Message
+ * @typedef {{code: string, message: string, fatal?: boolean}} ServerError
+ * @typedef {{code: number, reason: string, fatal: ServerError | null, joined: boolean}} CloseInfo
+ * @typedef {{
+ *   joined?: (message: Message) => void,
+ *   state?: (message: Message) => void,
+ *   answer?: (message: Message) => void,
+ *   error?: (error: ServerError) => void,
+ *   close?: (info: CloseInfo) => void,
+ * }} Handlers
+ */
+
+/**
+ * ws:// or wss:// to /ws on the page's own host, matching the page's protocol.
+ * @param {{protocol: string, host: string}} location
+ * @returns {string}
+ */
+export function signallingUrl(location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/**
+ * Whether a closed socket may be opened again by itself. Fatal errors mean the
+ * link itself is refused (expired, replaced, full), so retrying cannot help;
+ * the one exception is a server that is restarting.
+ * @param {ServerError | null} fatal
+ * @returns {boolean}
+ */
+export function mayReconnect(fatal) {
+  return fatal === null || fatal.code === "shutdown";
+}
+
+export class Signalling {
+  /**
+   * @param {{url: string, token: string, lesson?: string, role?: string}} options
+   * @param {Handlers} handlers
+   */
+  constructor(options, handlers) {
+    this.options = options;
+    this.handlers = handlers;
+    /** @type {WebSocket | null} */
+    this.ws = null;
+    /** @type {ServerError | null} */
+    this.fatal = null;
+    this.joined = false;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.pinger = undefined;
+    this.lastHeard = 0;
+  }
+
+  open() {
+    const ws = new WebSocket(this.options.url);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.lastHeard = Date.now();
+      const { token, lesson, role } = this.options;
+      this.send({ type: "join", token, lesson, role });
+      this.pinger = setInterval(() => this.keepAlive(), PING_INTERVAL_MS);
+    };
+    ws.onmessage = (event) => {
+      this.lastHeard = Date.now();
+      if (typeof event.data === "string") {
+        this.dispatch(event.data);
+      }
+    };
+    ws.onclose = (event) => this.closed(event.code, event.reason);
+    // An "error" event is always followed by "close", which does the work.
+    ws.onerror = () => {};
+  }
+
+  /** @param {Message} message */
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(message));
+      return true;
+    }
+    return false;
+  }
+
+  /** @param {string} sdp */
+  offer(sdp) {
+    return this.send({ type: "offer", sdp });
+  }
+
+  /** @param {{candidate: string, sdpMid: string | null, sdpMLineIndex: number | null} | null} candidate */
+  candidate(candidate) {
+    return this.send({ type: "candidate", candidate });
+  }
+
+  stop() {
+    return this.send({ type: "stop" });
+  }
+
+  /** Leave the lesson for good (the page is closing); no close callback follows. */
+  leave() {
+    this.send({ type: "leave" });
+    this.close();
+  }
+
+  /** Close the socket without calling the close handler. */
+  close() {
+    const ws = this.ws;
+    this.ws = null;
+    clearInterval(this.pinger);
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.close(1000);
+    }
+  }
+
+  keepAlive() {
+    if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
+      // Do not wait for a closing handshake that a dead link never completes.
+      const ws = this.ws;
+      if (ws) {
+        ws.onclose = null;
+        ws.close();
+      }
+      this.closed(CLOSE_SILENT, "the server stopped answering");
+      return;
+    }
+    this.send({ type: "ping" });
+  }
+
+  /** @param {string} text */
+  dispatch(text) {
+    /** @type {Message} */
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      console.warn("signalling: ignoring a message that is not JSON");
+      return;
+    }
+    switch (message.type) {
+      case "joined":
+        this.joined = true;
+        this.handlers.joined?.(message);
+        break;
+      case "state":
+        this.handlers.state?.(message);
+        break;
+      case "answer":
+        this.handlers.answer?.(message);
+        break;
+      case "error": {
+        /** @type {ServerError} */
+        const error = { code: String(message.code), message: String(message.message ?? "") };
+        if (message.fatal) {
+          error.fatal = true;
+          this.fatal = error;
+        }
+        this.handlers.error?.(error);
+        break;
+      }
+      case "pong":
+        break;
+      default:
+        // Newer servers may send more; an old page ignores what it does not know.
+        break;
+    }
+  }
+
+  /**
+   * @param {number} code
+   * @param {string} reason
+   */
+  closed(code, reason) {
+    clearInterval(this.pinger);
+    if (this.ws === null) {
+      return;
+    }
+    this.ws = null;
+    this.handlers.close?.({ code, reason, fatal: this.fatal, joined: this.joined });
+  }
+}
+
+/** Delays between reconnection attempts: 1, 2, 4, 8, then 15 s, each ±25 %. */
+export class Backoff {
+  /**
+   * @param {number} [firstMs]
+   * @param {number} [maxMs]
+   */
+  constructor(firstMs = 1000, maxMs = 15_000) {
+    this.firstMs = firstMs;
+    this.maxMs = maxMs;
+    this.attempt = 0;
+  }
+
+  /** @returns {number} milliseconds to wait before the next attempt */
+  next() {
+    const delay = Math.min(this.maxMs, this.firstMs * 2 ** this.attempt);
+    this.attempt += 1;
+    return delay * (0.75 + Math.random() * 0.5);
+  }
+
+  reset() {
+    this.attempt = 0;
+  }
+}
