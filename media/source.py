@@ -1,4 +1,8 @@
-"""A source: one up track (a camera, a microphone) fanned out to its subscribers.
+"""A source: one stream of encoded frames fanned out to its sinks.
+
+A publisher's up track is a source; so is each lower rendition the ladder encodes.
+A sink is any callable taking (packet, keyframe): a subscriber's down track, a layer
+selector in the middle of a switch, a recorder, the ladder's decoder.
 
 A source outlives its publisher's connection: when the publisher reconnects, the new
 connection attaches to the same source and every subscriber carries on, with
@@ -7,16 +11,19 @@ continuous timestamps, from the next keyframe.
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import av
 
 from media.bitstream import VP8, is_keyframe, vp8_size
 from media.keyframe import KeyframeRequester
+from media.rate import RateMeter
 from media.timeline import Timeline
 from media.track import ForwardTrack, time_base
 
 logger = logging.getLogger(__name__)
+
+Sink = Callable[[av.Packet, bool], None]
 
 
 class Source:
@@ -36,21 +43,20 @@ class Source:
         self.kind = kind
         self.codec = codec.lower()
         self.clock_rate = clock_rate
+        self.time_base = time_base(clock_rate)
         self._clock = clock
-        self._time_base = time_base(clock_rate)
         self._timeline = Timeline(clock_rate, clock)
         self._queue_frames = queue_frames
         self._cache_seconds = keyframe_cache_seconds
-        self._subscribers: set[ForwardTrack] = set()
+        self._sinks: dict[Hashable, Sink] = {}
         self._upstream: Callable[[], None] | None = None
         self._requester = KeyframeRequester(self._ask_upstream, keyframe_min_interval, clock)
-        # The last keyframe and the frames after it, for subscribers that join.
+        # The last keyframe and the frames after it, for sinks that join.
         self._gop: list[av.Packet] = []
         self._gop_time = 0.0
-        self._listeners: list[Callable[[av.Packet, bool], None]] = []
+        self.rate = RateMeter(clock=clock)
         self.frames = 0
         self.keyframes = 0
-        self.bytes = 0
         self.size: tuple[int, int] | None = None
         self.last_frame_time: float | None = None
 
@@ -61,13 +67,14 @@ class Source:
         return self._upstream is not None
 
     def attach(self, request_keyframe: Callable[[], None]) -> None:
-        """A publisher connection now feeds this source; `request_keyframe` asks it
-        for a keyframe."""
+        """A publisher (a connection, or a ladder encoder) now feeds this source;
+        `request_keyframe` asks it for a keyframe."""
         self._upstream = request_keyframe
         self._timeline.restart()
         self._gop = []
-        for track in self._subscribers:
-            track.restart()
+        for owner in self._sinks:
+            if isinstance(owner, ForwardTrack):
+                owner.restart()
         if self.kind == "video":
             self.request_keyframe()
 
@@ -80,15 +87,19 @@ class Source:
         self._gop = []
 
     def push(self, data: bytes, timestamp: int) -> None:
-        """One encoded frame from the publisher (event loop)."""
+        """One encoded frame from the publisher, with its RTP-clock timestamp."""
         keyframe = self.kind != "video" or is_keyframe(self.codec, data)
         packet = av.Packet(data)
         packet.pts = self._timeline.map(timestamp)
         packet.dts = packet.pts
-        packet.time_base = self._time_base
+        packet.time_base = self.time_base
+        self.push_packet(packet, keyframe)
+
+    def push_packet(self, packet: av.Packet, keyframe: bool) -> None:
+        """One encoded frame whose pts is already on the lesson's timeline (event loop)."""
         now = self._clock()
         self.frames += 1
-        self.bytes += len(data)
+        self.rate.add(packet.size, now)
         self.last_frame_time = now
         if self.kind == "video":
             if keyframe:
@@ -97,58 +108,69 @@ class Source:
                 self._gop = [packet]
                 self._gop_time = now
                 if self.codec == VP8:
-                    self.size = vp8_size(data) or self.size
+                    self.size = vp8_size(bytes(packet)) or self.size
             elif self._gop and len(self._gop) < self._queue_frames:
                 self._gop.append(packet)
             else:
                 self._gop = []
-        for track in self._subscribers:
-            track.put(packet, keyframe)
-        for listener in self._listeners:
-            listener(packet, keyframe)
+        for sink in list(self._sinks.values()):
+            sink(packet, keyframe)
 
     # -- the subscribing side ------------------------------------------------
 
+    def add_sink(self, owner: Hashable, sink: Sink, *, replay: bool = False) -> bool:
+        """Hand every frame to `sink` from now on. With `replay`, first replay the
+        cached keyframe and what followed it, if that keyframe is recent; returns
+        whether it did."""
+        self._sinks[owner] = sink
+        if (
+            replay
+            and self.kind == "video"
+            and self._gop
+            and self._clock() - self._gop_time <= self._cache_seconds
+        ):
+            for i, packet in enumerate(self._gop):
+                # looked up each time: a sink may replace itself while replaying
+                current = self._sinks.get(owner)
+                if current is None:
+                    break
+                current(packet, i == 0)
+            return True
+        return False
+
+    def remove_sink(self, owner: Hashable) -> None:
+        self._sinks.pop(owner, None)
+
+    @property
+    def sink_count(self) -> int:
+        return len(self._sinks)
+
+    def has_sink(self, owner: Hashable) -> bool:
+        return owner in self._sinks
+
     def subscribe(self) -> ForwardTrack:
-        """A new down track. Video starts from the cached keyframe when it is recent,
-        otherwise from the next one, which is requested (coalesced)."""
+        """A new down track on this source alone. Video starts from the cached
+        keyframe when it is recent, otherwise from the next one, which is requested."""
         track = ForwardTrack(self.kind, self._queue_frames, self.request_keyframe)
-        self._subscribers.add(track)
-        if self.kind == "video":
-            if self._gop and self._clock() - self._gop_time <= self._cache_seconds:
-                for i, packet in enumerate(self._gop):
-                    track.put(packet, i == 0)
-            if track.waiting_for_keyframe:
-                self.request_keyframe()
+        if not self.add_sink(track, track.put, replay=True) and self.kind == "video":
+            self.request_keyframe()
         return track
 
     def unsubscribe(self, track: ForwardTrack) -> None:
-        self._subscribers.discard(track)
+        self.remove_sink(track)
         track.stop()
-
-    def add_listener(self, listener: Callable[[av.Packet, bool], None]) -> None:
-        """Also hand every frame to `listener(packet, keyframe)` (e.g. a recorder)."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[av.Packet, bool], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
 
     # -- keyframes -----------------------------------------------------------
 
     def request_keyframe(self) -> None:
-        """A subscriber needs a keyframe. Requests reach the publisher at most once
-        per interval."""
+        """A sink needs a keyframe. Requests reach the publisher at most once per
+        interval."""
         if self.kind == "video":
             self._requester.request()
 
     @property
     def keyframe_requests(self) -> tuple[int, int]:
-        """(requests received from subscribers, requests sent to the publisher)."""
+        """(requests received from sinks, requests sent to the publisher)."""
         return self._requester.requested, self._requester.sent
 
     def _ask_upstream(self) -> None:
@@ -157,8 +179,9 @@ class Source:
 
     def close(self) -> None:
         self._requester.close()
-        for track in list(self._subscribers):
-            self.unsubscribe(track)
-        self._listeners.clear()
+        for owner in list(self._sinks):
+            if isinstance(owner, ForwardTrack):
+                owner.stop()
+        self._sinks.clear()
         self._upstream = None
         self._gop = []

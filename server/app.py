@@ -7,6 +7,7 @@ from aiohttp import WSCloseCode, web
 
 from config import Settings
 from media import adapter
+from server.api import setup_api
 from server.errors import error_middleware
 from server.keys import LESSONS, SETTINGS, SOCKETS, TEMPLATES, TOKENS
 from server.lessons import Lessons
@@ -32,6 +33,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     setup_pages(app)
     setup_metrics(app)
+    setup_api(app)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from config import MediaSettings
+from media.background import spawn
+from media.ladder import Ladder
 from media.source import Source
 from server.errors import UserError
 from server.peer import Peer
@@ -13,6 +15,8 @@ from server.peer import Peer
 logger = logging.getLogger(__name__)
 
 CLOCK_RATES = {"video": 90000, "audio": 48000}
+TICK_SECONDS = 1.0
+STATS_EVERY = 2  # ticks
 
 
 class Lesson:
@@ -23,6 +27,8 @@ class Lesson:
         self._settings = settings
         self._sources: dict[str, Source] = {}
         self._state_pending = False
+        self._ladder: Ladder | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Lesson], None]] = []
 
     # -- sources -----------------------------------------------------------
@@ -48,6 +54,53 @@ class Lesson:
     @property
     def sources(self) -> dict[str, Source]:
         return dict(self._sources)
+
+    def ladder(self) -> Ladder:
+        """The teacher camera's ladder: its own stream on top, lower renditions below."""
+        if self._ladder is None:
+            self._ladder = Ladder(
+                self.source_for("video"),
+                keyframe_min_interval=0.5,
+                queue_frames=self._settings.subscriber_queue_frames,
+            )
+        return self._ladder
+
+    # -- the periodic tick -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start re-evaluating every subscriber's layer and reporting link stats."""
+        if self._ticker is None:
+            self._ticker = spawn(self._tick(), f"lesson={self.id} tick")
+
+    async def _tick(self) -> None:
+        count = 0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            count += 1
+            for peer in list(self.peers.values()):
+                peer.evaluate_links()
+            if count % STATS_EVERY == 0:
+                teacher = self.teacher
+                if teacher is not None:
+                    teacher.send({"type": "stats", **self.link_stats()})
+
+    def link_stats(self) -> dict[str, Any]:
+        """Each classroom's layer, estimate, loss and RTT (what the teacher sees)."""
+        classrooms = []
+        for peer in self.peers.values():
+            if peer.role != "classroom":
+                continue
+            classrooms.append({"peer": peer.id, "name": peer.name, **peer.link_stats()})
+        camera = self._sources.get("camera")
+        return {
+            "lesson": self.id,
+            "teacher": {
+                "live": self.live,
+                "bitrate_bps": int(camera.rate.bps()) if camera is not None else 0,
+                "size": list(camera.size) if camera is not None and camera.size else None,
+            },
+            "classrooms": classrooms,
+        }
 
     # -- peers -------------------------------------------------------------
 
@@ -112,13 +165,26 @@ class Lesson:
         }
         if peer.role == "teacher":
             state["classrooms"] = [
-                {"peer": p.id, "name": p.name, "media": p.media_state}
+                {
+                    "peer": p.id,
+                    "name": p.name,
+                    "media": p.media_state,
+                    "quality": p.link_stats().get("quality"),
+                }
                 for p in self.peers.values()
                 if p.role == "classroom"
             ]
+        else:
+            state["video"] = peer.video_state()
         return state
 
     def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if self._ladder is not None:
+            self._ladder.close()
+            self._ladder = None
         for source in self._sources.values():
             source.close()
         self._sources.clear()

@@ -42,6 +42,7 @@ class Lessons:
                 lesson_id, self._settings.media, self._settings.server.max_peers_per_lesson
             )
             self._lessons[lesson_id] = lesson
+            lesson.start()
             logger.info("lesson=%s opened", lesson_id)
         elif self.peer_count >= self._settings.server.max_peers:
             raise UserError(

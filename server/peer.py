@@ -14,6 +14,7 @@ from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from media.downlink import VideoDownlink
 from media.peer import create_peer_connection, prefer_codec
 from media.subscription import Subscription
 from media.upstream import Upstream
@@ -41,6 +42,8 @@ class Peer:
         self.media_state = "none"
         self.upstreams: list[Upstream] = []
         self.subscriptions: list[Subscription] = []
+        self.downlinks: list[VideoDownlink] = []
+        self.cap = "auto"
         self._retired_counters = (0, 0)
         self.closed = False
 
@@ -99,12 +102,13 @@ class Peer:
                         prefer_codec(transceiver, codec)
             else:
                 for kind in kinds:
-                    subscription = Subscription(self.lesson.source_for(kind))
-                    self.subscriptions.append(subscription)
-                    transceiver = pc.addTransceiver(subscription.track, direction="sendonly")
                     if kind == "video":
-                        prefer_codec(transceiver, codec)
-                    subscription.bind(transceiver.sender)
+                        self._add_video_downlink(pc, codec)
+                    else:
+                        subscription = Subscription(self.lesson.source_for(kind))
+                        self.subscriptions.append(subscription)
+                        transceiver = pc.addTransceiver(subscription.track, direction="sendonly")
+                        subscription.bind(transceiver.sender)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except OperationError as exc:
@@ -127,6 +131,68 @@ class Peer:
             raise
         self.lesson.changed()
         return pc.localDescription.sdp
+
+    def _add_video_downlink(self, pc: RTCPeerConnection, codec: str) -> None:
+        audio = self.lesson.source_for("audio")
+        downlink = VideoDownlink(
+            self.lesson.ladder(),
+            cap=self.cap,
+            audio_bps=lambda: max(audio.rate.bps(), 32_000.0),
+            on_change=self.lesson.changed,
+            name=repr(self),
+        )
+        self.downlinks.append(downlink)
+        transceiver = pc.addTransceiver(downlink.track, direction="sendonly")
+        prefer_codec(transceiver, codec)
+        downlink.bind(transceiver.sender)
+
+    def set_cap(self, cap: str) -> None:
+        """The classroom's quality choice: auto, high, low or audio."""
+        self.cap = cap
+        for downlink in self.downlinks:
+            downlink.set_cap(cap)
+        self.lesson.changed()
+
+    def evaluate_links(self) -> None:
+        for downlink in self.downlinks:
+            downlink.evaluate()
+
+    def link_stats(self) -> dict[str, Any]:
+        if not self.downlinks:
+            return {"quality": None, "cap": self.cap}
+        stats = self.downlinks[0].stats()
+        return {
+            "layer": stats.layer,
+            "width": stats.width,
+            "height": stats.height,
+            "estimate_bps": stats.estimate_bps,
+            "remb_bps": stats.remb_bps,
+            "sent_bps": stats.sent_bps,
+            "loss": stats.loss,
+            "rtt_ms": stats.rtt_ms,
+            "quality": stats.quality,
+            "cap": stats.cap,
+            "switches": stats.switches,
+        }
+
+    def video_state(self) -> dict[str, Any]:
+        """What a classroom page shows about its own video."""
+        if not self.downlinks:
+            return {"layer": None, "paused": False, "reason": None, "cap": self.cap}
+        downlink = self.downlinks[0]
+        stats = downlink.stats()
+        paused = downlink.paused
+        reason = None
+        if paused:
+            reason = "audio_only_chosen" if self.cap == "audio" else "line_too_slow"
+        return {
+            "layer": stats.layer,
+            "height": stats.height,
+            "paused": paused,
+            "reason": reason,
+            "quality": stats.quality,
+            "cap": self.cap,
+        }
 
     async def add_candidate(self, candidate: Candidate | None) -> None:
         if self.pc is None or self.pc.remoteDescription is None:
@@ -154,15 +220,17 @@ class Peer:
         pc, self.pc = self.pc, None
         for upstream in self.upstreams:
             upstream.close()
-        for subscription in self.subscriptions:
-            packets, octets = subscription.counters()
+        links: list[Subscription | VideoDownlink] = [*self.subscriptions, *self.downlinks]
+        for link in links:
+            packets, octets = link.counters()
             self._retired_counters = (
                 self._retired_counters[0] + packets,
                 self._retired_counters[1] + octets,
             )
-            subscription.close()
+            link.close()
         self.upstreams = []
         self.subscriptions = []
+        self.downlinks = []
         if not keep_state:
             self._set_media_state("none")
         if pc is not None:
@@ -172,8 +240,9 @@ class Peer:
     def forwarded(self) -> tuple[int, int]:
         """(packets, bytes) forwarded to this peer so far, across its connections."""
         packets, octets = self._retired_counters
-        for subscription in self.subscriptions:
-            p, o = subscription.counters()
+        links: list[Subscription | VideoDownlink] = [*self.subscriptions, *self.downlinks]
+        for link in links:
+            p, o = link.counters()
             packets += p
             octets += o
         return packets, octets

@@ -16,6 +16,7 @@ _SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "offer": {"sdp": ((str,), True)},
     "candidate": {"candidate": ((dict, type(None)), True)},
     "stop": {},
+    "quality": {"cap": ((str,), True)},
     "leave": {},
     "ping": {},
 }

@@ -8,6 +8,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiortc import RTCIceServer
 
 from media.background import spawn
+from media.downlink import CAPS
 from server.errors import UserError
 from server.keys import LESSONS, SETTINGS, SOCKETS, TOKENS
 from server.peer import Peer
@@ -159,6 +160,13 @@ class _Connection:
             peer.send({"type": "answer", "sdp": sdp})
         elif message.type == "candidate":
             await peer.add_candidate(parse_candidate(message.get("candidate")))
+        elif message.type == "quality":
+            if peer.role == "teacher":
+                raise UserError("forbidden", "only classrooms choose their received quality")
+            cap = message.get("cap")
+            if cap not in CAPS:
+                raise UserError("bad_message", f"'quality.cap' must be one of {', '.join(CAPS)}")
+            peer.set_cap(cap)
         elif message.type == "stop":
             await peer.close_media()
         elif message.type == "leave":

@@ -133,6 +133,7 @@ class Classroom(LessonPeer):
         self.numbers: list[int] = []
         self.damaged = 0
         self.sizes: set[tuple[int, int]] = set()
+        self.last_size: tuple[int, int] | None = None
         self.arrivals: list[tuple[int, float]] = []
         self.audio_chunks: list[np.ndarray] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,6 +157,7 @@ class Classroom(LessonPeer):
                 assert isinstance(frame, av.VideoFrame)
                 number = read_number(frame)
                 self.sizes.add((frame.width, frame.height))
+                self.last_size = (frame.width, frame.height)
                 if number is None:
                     self.damaged += 1
                 else:

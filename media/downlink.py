@@ -1,0 +1,178 @@
+"""One subscriber's video: the ladder layer its own line can carry.
+
+Audio is not here: it is forwarded as is to everyone and never paused. This class
+joins a `LayerSelector` (which layer), a `LayerController` (which layer should it be)
+and the subscriber's RTCP (what the line says), and reports what it sees.
+"""
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender
+
+from media import adapter
+from media.estimator import LayerController
+from media.ladder import Ladder
+from media.selector import LayerSelector
+
+logger = logging.getLogger(__name__)
+
+CAPS = ("auto", "high", "low", "audio")
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    layer: str | None  # a layer name, or None when video is paused
+    width: int | None
+    height: int | None
+    estimate_bps: int | None
+    remb_bps: int | None
+    sent_bps: int
+    loss: float
+    rtt_ms: int | None
+    quality: str  # good, fair, poor, audio_only, or connecting before the first frame
+    cap: str
+    switches: int
+
+
+class VideoDownlink:
+    def __init__(
+        self,
+        ladder: Ladder,
+        *,
+        cap: str = "auto",
+        initial: int | None = 0,
+        queue_frames: int = 30,
+        audio_bps: Callable[[], float] = lambda: 40_000.0,
+        on_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "",
+    ) -> None:
+        self.name = name
+        self.ladder = ladder
+        self._clock = clock
+        self._on_change = on_change
+        self.selector = LayerSelector(ladder.layers, queue_frames, self._switched)
+        self.cap_name = "auto"
+        self.controller = LayerController(self._rates, initial=initial, audio_bps=audio_bps)
+        self.set_cap(cap, evaluate=False)
+        controller = self.controller
+        if controller.cap is None:
+            controller.layer = None
+        elif controller.layer is not None and controller.layer < controller.cap:
+            controller.layer = controller.cap
+        self.selector.select(controller.layer)
+        self.sender: RTCRtpSender | None = None
+        self.feedback: adapter.SenderFeedback | None = None
+        self._sent: deque[tuple[float, int]] = deque()
+        self.last_reason = "start"
+
+    @property
+    def track(self):  # type: ignore[no-untyped-def]
+        return self.selector.track
+
+    def _rates(self) -> list[float]:
+        return [self.ladder.rate(i) for i in range(len(self.ladder.layers))]
+
+    def bind(self, sender: RTCRtpSender) -> None:
+        """Hook the sender carrying the track: PLI/FIR to the current layer, RTCP in."""
+        self.sender = sender
+        adapter.on_keyframe_request(sender, self.selector.request_keyframe)
+        self.feedback = adapter.tap_rtcp(sender, self._on_report)
+
+    def set_cap(self, cap: str, evaluate: bool = True) -> None:
+        """The classroom's choice: auto, high (the teacher's own stream at best),
+        low (the lowest layer at best) or audio (no video)."""
+        if cap not in CAPS:
+            raise ValueError(f"unknown quality {cap!r}; use one of {', '.join(CAPS)}")
+        self.cap_name = cap
+        lowest = len(self.ladder.layers) - 1
+        self.controller.cap = {"auto": 0, "high": 0, "low": lowest, "audio": None}[cap]
+        if evaluate:
+            self.evaluate()
+
+    def _on_report(self, feedback: adapter.SenderFeedback) -> None:
+        self.controller.report(self._clock(), feedback.highest_sequence, feedback.packets_lost)
+        self.evaluate()
+
+    def _sent_bps(self, now: float) -> float:
+        if self.sender is None:
+            return 0.0
+        _packets, octets = adapter.sender_counters(self.sender)
+        samples = self._sent
+        samples.append((now, octets))
+        while len(samples) > 2 and samples[1][0] <= now - 2.0:
+            samples.popleft()
+        elapsed = now - samples[0][0]
+        return (octets - samples[0][1]) * 8 / elapsed if elapsed > 0.2 else 0.0
+
+    def evaluate(self) -> None:
+        """Decide again (on each receiver report, and on the lesson's periodic tick)."""
+        now = self._clock()
+        remb = self.feedback.remb_bps if self.feedback is not None else None
+        decision = self.controller.update(now, remb, self._sent_bps(now))
+        if decision is not None:
+            self.last_reason = decision.reason
+            names = self.ladder.names
+            logger.info(
+                "%s layer %s -> %s: %s (remb %s, sent %d, loss %.1f%%)",
+                self.name,
+                names[self.selector.target] if self.selector.target is not None else "audio",
+                names[decision.layer] if decision.layer is not None else "audio",
+                decision.reason,
+                remb,
+                self.controller.sent_bps,
+                self.controller.loss * 100,
+            )
+            self.selector.select(decision.layer)
+
+    def _switched(self, previous: int | None, current: int | None) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    @property
+    def paused(self) -> bool:
+        """Video is off: the line cannot carry even the lowest layer, or audio only
+        was chosen."""
+        return self.controller.layer is None
+
+    def stats(self) -> LinkStats:
+        layer = self.selector.current
+        size = self.ladder.layer_size(layer) if layer is not None else None
+        rtt = adapter.sender_rtt(self.sender) if self.sender is not None else None
+        controller = self.controller
+        if self.paused:
+            quality = "audio_only"
+        elif layer is None:
+            quality = "connecting"
+        elif controller.loss > 0.10 or (layer == len(self.ladder.layers) - 1 and layer > 0):
+            quality = "poor"
+        elif controller.loss > 0.02 or layer > 0:
+            quality = "fair"
+        else:
+            quality = "good"
+        estimate = controller.estimate
+        return LinkStats(
+            layer=self.ladder.names[layer] if layer is not None else None,
+            width=size[0] if size else None,
+            height=size[1] if size else None,
+            estimate_bps=int(estimate) if estimate is not None else None,
+            remb_bps=int(controller.remb) if controller.remb is not None else None,
+            sent_bps=int(controller.sent_bps),
+            loss=round(controller.loss, 4),
+            rtt_ms=round(rtt * 1000) if rtt is not None else None,
+            quality=quality,
+            cap=self.cap_name,
+            switches=self.selector.switches,
+        )
+
+    def counters(self) -> tuple[int, int]:
+        if self.sender is None:
+            return 0, 0
+        return adapter.sender_counters(self.sender)
+
+    def close(self) -> None:
+        self.selector.close()

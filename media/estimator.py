@@ -1,0 +1,156 @@
+"""Per-subscriber link estimate and layer choice, from what aiortc gives a sender.
+
+Inputs are the subscriber's REMB, its receiver reports (cumulative loss and highest
+sequence number, smoothed over a window because one report's fraction-lost is noisy)
+and the rate actually sent. Like GCC, the estimate is the lower of the delay-based
+REMB and a loss-based figure.
+
+The choice goes down fast: on congestion, straight to the best layer that fits the
+estimate, or to audio only when none does. It goes up slowly: only after a quiet
+hold, one layer at a time, as a probe. A probe that meets congestion within
+`probe_window` is undone and doubles the hold (up to `max_hold`), so a layer that
+does not fit is not retried every few seconds; a probe that holds resets it.
+
+REMB lags a rate increase by seconds, so right after an up-switch a low REMB only
+counts as congestion once REMB has caught up with the new rate, or if it falls
+clearly below where it was at the switch.
+"""
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Decision:
+    layer: int | None  # 0 is the top layer; None pauses video
+    reason: str
+
+
+class LayerController:
+    def __init__(
+        self,
+        rates: Callable[[], Sequence[float]],
+        *,
+        initial: int | None,
+        cap: int | None = 0,
+        audio_bps: Callable[[], float] = lambda: 40_000.0,
+        loss_window: float = 2.0,
+        base_hold: float = 4.0,
+        max_hold: float = 64.0,
+        probe_window: float = 8.0,
+        congestion_loss: float = 0.10,
+    ) -> None:
+        self._rates = rates
+        self._audio_bps = audio_bps
+        self.layer: int | None = initial
+        self.cap = cap  # the highest layer allowed (lower index = higher); None: audio only
+        self._loss_window = loss_window
+        self._base_hold = base_hold
+        self._max_hold = max_hold
+        self._hold = base_hold
+        self._probe_window = probe_window
+        self._congestion_loss = congestion_loss
+        self._hold_until = 0.0
+        self._probe_at: float | None = None
+        self._remb_at_switch: float | None = None
+        self._remb_caught_up = True
+        self._reports: deque[tuple[float, int, int]] = deque()
+        self.loss = 0.0
+        self.estimate: float | None = None
+        self.remb: float | None = None
+        self.sent_bps = 0.0
+        self.congested = False
+
+    # -- inputs --------------------------------------------------------------
+
+    def report(self, now: float, highest_sequence: int, packets_lost: int) -> None:
+        """A receiver report: cumulative loss and the highest sequence number."""
+        reports = self._reports
+        if reports and highest_sequence < reports[-1][1]:
+            reports.clear()  # sequence numbers restarted (a new sender)
+        reports.append((now, highest_sequence, packets_lost))
+        while len(reports) > 2 and reports[1][0] <= now - self._loss_window:
+            reports.popleft()
+        first, last = reports[0], reports[-1]
+        expected = last[1] - first[1]
+        lost = last[2] - first[2]
+        self.loss = min(1.0, max(0.0, lost / expected)) if expected > 0 else 0.0
+
+    # -- the decision ----------------------------------------------------------
+
+    def update(self, now: float, remb: float | None, sent_bps: float) -> Decision | None:
+        """Evaluate; returns a Decision when the layer should change."""
+        self.remb = remb
+        self.sent_bps = sent_bps
+        rates = list(self._rates())
+        lowest = len(rates) - 1
+        audio = self._audio_bps()
+        loss_based = sent_bps * (1 - 0.5 * self.loss) if self.loss > self._congestion_loss else None
+        candidates = [x for x in (remb, loss_based) if x is not None]
+        self.estimate = min(candidates) if candidates else None
+
+        if remb is not None and self.layer is not None and sent_bps > 0:
+            if not self._remb_caught_up and remb >= 0.95 * sent_bps:
+                self._remb_caught_up = True
+            remb_low = (self._remb_caught_up and remb < 0.85 * sent_bps) or (
+                not self._remb_caught_up
+                and self._remb_at_switch is not None
+                and remb < 0.85 * self._remb_at_switch
+            )
+        else:
+            remb_low = False
+        self.congested = self.loss > self._congestion_loss or remb_low
+
+        if self.cap is None:
+            return self._move(None, now, "audio only was chosen")
+        if self.layer is not None and self.layer < self.cap:
+            return self._move(self.cap, now, "capped by the classroom's choice")
+
+        if self.congested:
+            if self._probe_at is not None and now - self._probe_at < self._probe_window:
+                self._hold = min(self._hold * 2, self._max_hold)  # the probe failed
+            self._probe_at = None
+            self._hold_until = now + self._hold
+            if self.layer is None:
+                return None
+            fitting = [
+                i
+                for i in range(max(self.layer + 1, self.cap), lowest + 1)
+                if self.estimate is None or rates[i] + audio <= self.estimate
+            ]
+            if self.estimate is None:
+                target: int | None = min(self.layer + 1, lowest + 1)
+            else:
+                target = fitting[0] if fitting else lowest + 1
+            if target is not None and target > lowest:
+                target = None
+            return self._move(target, now, f"congested (loss {self.loss:.0%})")
+
+        if self._probe_at is not None and now - self._probe_at >= self._probe_window:
+            self._probe_at = None
+            self._hold = self._base_hold  # the last probe held
+        if now < self._hold_until:
+            return None
+        if self.layer is None:
+            return self._probe(lowest, now, remb)
+        if self.layer > self.cap:
+            return self._probe(self.layer - 1, now, remb)
+        return None
+
+    def _probe(self, target: int, now: float, remb: float | None) -> Decision | None:
+        self._probe_at = now
+        self._hold_until = now + self._base_hold
+        return self._move(target, now, "probing a higher layer")
+
+    def _move(self, target: int | None, now: float, reason: str) -> Decision | None:
+        if target == self.layer:
+            return None
+        going_up = target is not None and (self.layer is None or target < self.layer)
+        self.layer = target
+        if going_up:
+            self._remb_at_switch = self.remb
+            self._remb_caught_up = False
+        else:
+            self._remb_caught_up = True
+        return Decision(target, reason)

@@ -1,0 +1,115 @@
+"""The layer choice: down fast, up by cautious probing, never flapping."""
+
+import itertools
+
+from media.estimator import LayerController
+
+RATES = [1_500_000.0, 450_000.0, 150_000.0]
+
+
+def controller(initial: int | None = 0, cap: int | None = 0) -> LayerController:
+    return LayerController(lambda: RATES, initial=initial, cap=cap, audio_bps=lambda: 40_000.0)
+
+
+def test_a_line_that_fits_keeps_the_top_layer() -> None:
+    c = controller()
+    for t in range(60):
+        c.report(float(t), 1000 + 150 * t, 0)
+        assert c.update(float(t), remb=3_000_000, sent_bps=1_500_000) is None
+    assert c.layer == 0
+
+
+def test_congestion_goes_straight_to_the_layer_that_fits() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=3_000_000, sent_bps=1_500_000)
+    c.report(1.0, 1150, 0)
+    decision = c.update(1.0, remb=300_000, sent_bps=1_500_000)
+    assert decision is not None and decision.layer == 2, "300 kbps fits only the 180p layer"
+
+
+def test_heavy_loss_without_remb_steps_down_and_finally_pauses_video() -> None:
+    c = controller()
+    layers = []
+    for t in range(12):
+        c.report(float(t), 1000 + 100 * t, 30 * t)  # 30% loss
+        decision = c.update(float(t), remb=None, sent_bps=400_000)
+        if decision is not None:
+            layers.append(decision.layer)
+    assert layers[-1] is None and c.layer is None
+    assert layers == sorted(layers, key=lambda x: 99 if x is None else x)
+
+
+def test_after_a_failed_probe_the_hold_doubles() -> None:
+    c = controller(initial=1)
+    t = 0.0
+    seq, lost = 1000, 0
+    probes = []
+    remb = 600_000.0
+    while t < 120:
+        seq += 50
+        up_here = c.layer == 0
+        if up_here:
+            lost += 20  # the top layer does not fit this line: 40% loss
+        c.report(t, seq, lost)
+        decision = c.update(t, remb=remb, sent_bps=1_500_000 if up_here else 450_000)
+        if decision is not None and decision.layer == 0:
+            probes.append(t)
+        t += 0.5
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert len(probes) >= 3
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps))
+    assert gaps[-1] >= 2 * gaps[0], f"probes did not back off: {probes}"
+
+
+def test_a_recovered_line_comes_back_up_one_layer_at_a_time() -> None:
+    c = controller(initial=None)
+    seen = []
+    for step in range(80):
+        t = step * 0.5
+        c.report(t, 1000 + 50 * step, 0)
+        decision = c.update(
+            t, remb=5_000_000, sent_bps=RATES[c.layer] if c.layer is not None else 0
+        )
+        if decision is not None:
+            seen.append(decision.layer)
+    assert seen == [2, 1, 0]
+
+
+def test_remb_lagging_after_an_up_switch_is_not_congestion() -> None:
+    c = controller(initial=1)
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=600_000, sent_bps=450_000)
+    c.layer = 1
+    decision = c.update(10.0, remb=600_000, sent_bps=450_000)
+    assert decision is not None and decision.layer == 0
+    # REMB has not caught up with 1.5 Mbps yet; that alone is no reason to go back down
+    c.report(11.0, 1200, 0)
+    assert c.update(11.0, remb=650_000, sent_bps=1_500_000) is None
+    c.report(12.0, 1400, 0)
+    assert c.update(12.0, remb=1_600_000, sent_bps=1_500_000) is None
+    # now it has, and a real drop counts
+    c.report(13.0, 1600, 0)
+    decision = c.update(13.0, remb=900_000, sent_bps=1_500_000)
+    assert decision is not None and decision.layer == 1
+
+
+def test_the_classrooms_cap_wins() -> None:
+    c = controller(initial=0, cap=2)
+    decision = c.update(0.0, remb=10_000_000, sent_bps=1_500_000)
+    assert decision is not None and decision.layer == 2
+    for t in range(1, 60):
+        assert c.update(float(t), remb=10_000_000, sent_bps=150_000) is None
+    c.cap = None
+    decision = c.update(61.0, remb=10_000_000, sent_bps=150_000)
+    assert decision is not None and decision.layer is None
+
+
+def test_loss_is_smoothed_over_the_window() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.report(1.0, 1100, 5)
+    c.report(2.0, 1200, 10)
+    assert abs(c.loss - 0.05) < 1e-9
+    c.report(5.0, 1500, 10)  # no new loss over the last window
+    assert c.loss < 0.04
