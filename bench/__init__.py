@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.fanout` (see docs/benchmarks.md)."""

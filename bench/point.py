@@ -1,0 +1,273 @@
+"""One measurement: a fresh server (ours or the stock one), one teacher, N classrooms,
+and the server's CPU over a steady-state window."""
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.children import Child, ChildError, stop_all
+from bench.procstat import cpu_seconds, load_average, machine_times, rss_bytes
+from server.tokens import Tokens
+
+LESSON = "bench"
+FORWARD = "forward"
+STOCK = "mediarelay"
+MODES = (FORWARD, STOCK)
+CLIP_FPS = 30.0
+SATURATED_FPS = 0.9 * CLIP_FPS  # a receiver getting fewer video frames a second than this
+SATURATED_CORES = 0.9  # ... or a server using this share of the machine's cores
+
+
+@dataclass(frozen=True)
+class PointSettings:
+    seconds: float
+    warmup: float
+    per_process: int
+    decoders: int
+    clip: Path
+    workdir: Path
+    secret: str
+
+
+@dataclass
+class Sample:
+    wall: float
+    server_cpu: float
+    client_cpu: float
+    bench_cpu: float
+    machine_busy: float
+    forwarded: float
+    receivers: dict[str, int]
+
+
+@dataclass
+class Row:
+    """One (mode, N) measurement; see docs/benchmarks.md for what each field means."""
+
+    mode: str
+    n: int
+    window_s: float
+    connected: int
+    server_cpu_cores: float
+    forwarded_pps: float
+    received_pps: float
+    pps_per_core: float | None
+    us_per_packet_avg: float | None
+    server_rss_mb: float
+    video_fps_per_receiver: float
+    video_kbps_per_receiver: float
+    decode_receivers: int
+    decoded_fps: float
+    decode_damaged: int
+    decode_gaps: int
+    client_cpu_cores: float
+    bench_cpu_cores: float
+    other_cpu_cores: float
+    load_before: float
+    saturated: bool
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, float):
+                data[key] = round(value, 4)
+        return data
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def start_server(mode: str, port: int, settings: PointSettings, n: int) -> Child:
+    logs = settings.workdir
+    if mode == STOCK:
+        args = ["-m", "bench.stock_server", "--port", str(port)]
+        return await Child.start(f"{mode}-{n}-server", args, logs, talk=False)
+    data_dir = settings.workdir / f"var-{n}"
+    args = [
+        "-m", "server.cli", "serve",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--ice-address", "127.0.0.1",
+        "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    env = {
+        "ZHUANDI_TOKENS_SECRET": settings.secret,
+        "ZHUANDI_SERVER_LOG_LEVEL": "warning",
+        "ZHUANDI_SERVER_MAX_PEERS_PER_LESSON": str(n + 8),
+        "ZHUANDI_SERVER_MAX_PEERS": str(n + 8),
+        "ZHUANDI_RECORDER_ENABLED": "false",
+    }
+    return await Child.start(f"{mode}-{n}-server", args, logs, talk=False, env=env)
+
+
+async def wait_until(check: Any, what: str, server: Child, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.returncode is not None:
+            raise ChildError(f"{server.name} exited: {server.tail()}")
+        try:
+            if await check():
+                return
+        except (aiohttp.ClientError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise ChildError(f"{what} within {timeout:.0f} s; server log:\n{server.tail()}")
+        await asyncio.sleep(0.2)
+
+
+async def forwarded_packets(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("zhuandi_forwarded_packets_total "):
+            return float(line.split()[1])
+    raise ChildError("no zhuandi_forwarded_packets_total in /metrics")
+
+
+def _add(totals: dict[str, int], more: dict[str, Any]) -> None:
+    for key, value in more.items():
+        if isinstance(value, int) and key != "event":
+            totals[key] = totals.get(key, 0) + value
+
+
+async def _sample(
+    session: aiohttp.ClientSession, url: str, server: Child, clients: list[Child]
+) -> Sample:
+    replies = await asyncio.gather(*(c.ask("stats") for c in clients))
+    receivers: dict[str, int] = {}
+    for reply in replies:
+        if "receivers" in reply:
+            _add(receivers, reply)
+    times = os.times()
+    return Sample(
+        wall=time.monotonic(),
+        server_cpu=cpu_seconds(server.pid),
+        client_cpu=sum(cpu_seconds(c.pid) for c in clients),
+        bench_cpu=times.user + times.system,
+        machine_busy=machine_times().busy,
+        forwarded=await forwarded_packets(session, url),
+        receivers=receivers,
+    )
+
+
+def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
+    dt = b.wall - a.wall
+    ra, rb = a.receivers, b.receivers
+
+    def rate(key: str) -> float:
+        return (rb.get(key, 0) - ra.get(key, 0)) / dt
+
+    server = (b.server_cpu - a.server_cpu) / dt
+    clients = (b.client_cpu - a.client_cpu) / dt
+    bench = (b.bench_cpu - a.bench_cpu) / dt
+    machine = (b.machine_busy - a.machine_busy) / dt
+    forwarded = (b.forwarded - a.forwarded) / dt
+    receivers = max(rb.get("receivers", 0), 1)
+    fps = rate("frames") / receivers
+    cores = os.cpu_count() or 1
+    notes = []
+    if fps < SATURATED_FPS:
+        notes.append(f"receivers got {fps:.1f} video frames/s, fewer than {SATURATED_FPS:.0f}")
+    if server > SATURATED_CORES * cores:
+        notes.append(f"server used {server:.2f} of {cores} cores")
+    if rb.get("connected", 0) < n:
+        notes.append(f"only {rb.get('connected', 0)} of {n} receivers connected")
+    return Row(
+        mode=mode,
+        n=n,
+        window_s=dt,
+        connected=rb.get("connected", 0),
+        server_cpu_cores=server,
+        forwarded_pps=forwarded,
+        received_pps=rate("packets"),
+        pps_per_core=forwarded / server if server > 0 else None,
+        us_per_packet_avg=server / forwarded * 1e6 if forwarded > 0 else None,
+        server_rss_mb=rss / 2**20,
+        video_fps_per_receiver=fps,
+        video_kbps_per_receiver=rate("video_bytes") * 8 / 1000 / receivers,
+        decode_receivers=rb.get("decoding", 0),
+        decoded_fps=rate("decoded") / max(rb.get("decoding", 0), 1),
+        decode_damaged=rb.get("damaged", 0) - ra.get("damaged", 0),
+        decode_gaps=rb.get("gaps", 0) - ra.get("gaps", 0),
+        client_cpu_cores=clients,
+        bench_cpu_cores=bench,
+        other_cpu_cores=max(machine - server - clients - bench, 0.0),
+        load_before=load,
+        saturated=bool(notes),
+        notes=notes,
+    )
+
+
+async def measure(mode: str, n: int, settings: PointSettings) -> Row:
+    """Run one point; every child is stopped before this returns or raises."""
+    load = load_average()[0]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    tokens = Tokens(settings.secret)
+    logs = settings.workdir
+    server = await start_server(mode, port, settings, n)
+    clients: list[Child] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+            async def healthy() -> bool:
+                async with session.get(f"{url}/healthz") as response:
+                    return response.status == 200
+
+            await wait_until(healthy, "no /healthz", server, 30)
+            teacher = tokens.issue(LESSON, "teacher", "teacher", 3600)
+            publisher = await Child.start(
+                f"{mode}-{n}-publisher",
+                ["-m", "bench.publisher", url, teacher, str(settings.clip)],
+                logs,
+                talk=True,
+            )
+            clients.append(publisher)
+            await publisher.read_event(40)
+            if mode == STOCK:
+
+                async def teacher_tracks() -> bool:
+                    async with session.get(f"{url}/healthz") as response:
+                        return len((await response.json())["teacher"]) == 2
+
+                await wait_until(teacher_tracks, "no teacher tracks", server, 20)
+            await asyncio.sleep(1.0)
+            started = []
+            for first in range(0, n, settings.per_process):
+                count = min(settings.per_process, n - first)
+                room_tokens = [
+                    tokens.issue(LESSON, "classroom", f"classroom-{first + i + 1}", 3600)
+                    for i in range(count)
+                ]
+                decode = settings.decoders if first == 0 else 0
+                args = ["-m", "bench.receivers", url, *room_tokens, "--decode", str(decode)]
+                child = await Child.start(f"{mode}-{n}-receivers-{first}", args, logs, talk=True)
+                clients.append(child)
+                started.append(child)
+            readies = await asyncio.gather(*(c.read_event(90) for c in started))
+            problems = [r for r in readies if r.get("errors") or r.get("without_frames")]
+            await asyncio.sleep(settings.warmup)
+            first_sample = await _sample(session, url, server, clients)
+            await asyncio.sleep(settings.seconds)
+            second_sample = await _sample(session, url, server, clients)
+            row = _row(mode, n, first_sample, second_sample, rss_bytes(server.pid), load)
+            for problem in problems:
+                row.notes.append(
+                    f"at start: {problem.get('errors')} errors, "
+                    f"{problem.get('without_frames')} receivers without frames"
+                )
+            return row
+    finally:
+        await stop_all(clients)
+        await server.stop()

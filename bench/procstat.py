@@ -1,0 +1,50 @@
+"""CPU time and memory of processes, and of the whole machine, from /proc."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, all its threads included.
+    0 when the process has gone (its time can no longer be read)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # The command name (field 2) may hold spaces; fields after it are fixed.
+    fields = text[text.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / TICK
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/statm").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(fields[1]) * PAGE
+
+
+@dataclass(frozen=True)
+class MachineTimes:
+    """Busy and total CPU seconds of the whole machine, all cores summed."""
+
+    busy: float
+    total: float
+
+
+def machine_times() -> MachineTimes:
+    line = Path("/proc/stat").read_text().splitlines()[0]
+    values = [int(v) for v in line.split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already in user
+    return MachineTimes((total - idle) / TICK, total / TICK)
+
+
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    return float(one), float(five), float(fifteen)

@@ -1,0 +1,167 @@
+"""Classrooms: several aiortc subscribers in one process. Run by bench.fanout:
+
+    python -m bench.receivers URL TOKEN [TOKEN ...] [--decode K]
+
+Most receivers are light: they take the encoded frames out of aiortc's receiver
+(media.adapter's taps) and only count RTP packets, frames and bytes, so that the
+clients cost the shared CPU little. The first K decode the video and read the
+number each frame carries (tests/frames.py), which shows that the frames that
+arrive are the teacher's, whole and in order.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
+
+from bench.control import commands, emit, stdin_reader
+from bench.signalling import Signalling
+from media import adapter
+from media.peer import create_peer_connection, prefer_codec
+from tests.frames import read_number
+
+CONNECT_CONCURRENCY = 4
+CLIP_FRAMES = 300  # the clip's frame numbers run 1..CLIP_FRAMES, then start again
+
+
+class Receiver:
+    """One classroom's connection, counting what arrives."""
+
+    def __init__(self, url: str, token: str, decode: bool) -> None:
+        self.signalling = Signalling(url)
+        self.token = token
+        self.decode = decode
+        self.pc: RTCPeerConnection = create_peer_connection()
+        self.frames = 0
+        self.video_bytes = 0
+        self.decoded = 0
+        self.damaged = 0
+        self.gaps = 0
+        self.last_number: int | None = None
+        self.receiving = asyncio.Event()
+        self.taps: list[adapter.RtpTap] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def packets(self) -> int:
+        return sum(tap.packets for tap in self.taps)
+
+    async def connect(self) -> None:
+        for kind in ("audio", "video"):
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video":
+                prefer_codec(transceiver, "VP8")
+            self._tap(transceiver)
+        await self.signalling.join(self.token, "bench", "classroom")
+        await self.signalling.negotiate(self.pc)
+
+    def _tap(self, transceiver: RTCRtpTransceiver) -> None:
+        receiver = transceiver.receiver
+        video = transceiver.kind == "video"
+        self.taps.append(adapter.RtpTap(receiver, self._on_video_packet if video else None))
+        if not video:
+            adapter.tap_frames(receiver, None)  # no Opus decoding
+        elif not self.decode:
+            adapter.tap_frames(receiver, self._on_frame)
+        else:
+            # aiortc makes the track when the answer arrives
+            @self.pc.on("track")
+            def on_track(track: MediaStreamTrack) -> None:
+                if track.kind == "video":
+                    self._tasks.append(asyncio.ensure_future(self._read_video(track)))
+
+    def _on_frame(self, data: bytes, timestamp: int) -> None:
+        self.frames += 1
+        self.receiving.set()
+
+    def _on_video_packet(self, packet: RtpPacket) -> None:
+        self.video_bytes += len(packet.payload)
+
+    async def _read_video(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
+                self.frames += 1
+                self.receiving.set()
+                number = read_number(frame)
+                if number is None:
+                    self.damaged += 1
+                    continue
+                self.decoded += 1
+                last = self.last_number
+                if last is not None and number != last % CLIP_FRAMES + 1:
+                    self.gaps += 1
+                self.last_number = number
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.shield(self.pc.close())
+        await self.signalling.close()
+
+
+def totals(receivers: list[Receiver]) -> dict[str, Any]:
+    return {
+        "t": time.monotonic(),
+        "receivers": len(receivers),
+        "connected": sum(1 for r in receivers if r.pc.connectionState == "connected"),
+        "packets": sum(r.packets for r in receivers),
+        "frames": sum(r.frames for r in receivers),
+        "video_bytes": sum(r.video_bytes for r in receivers),
+        "decoding": sum(1 for r in receivers if r.decode),
+        "decoded": sum(r.decoded for r in receivers),
+        "damaged": sum(r.damaged for r in receivers),
+        "gaps": sum(r.gaps for r in receivers),
+    }
+
+
+async def run(url: str, tokens: list[str], decode: int, timeout: float) -> None:
+    adapter.set_host_addresses(["127.0.0.1"])
+    receivers = [Receiver(url, token, i < decode) for i, token in enumerate(tokens)]
+    limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def connect(receiver: Receiver) -> str | None:
+        async with limit:
+            try:
+                await receiver.connect()
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}"
+        return None
+
+    try:
+        errors = [e for e in await asyncio.gather(*(connect(r) for r in receivers)) if e]
+        with contextlib.suppress(TimeoutError):
+            waits = (r.receiving.wait() for r in receivers)
+            await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        waiting = sum(1 for r in receivers if r.frames == 0)
+        emit("ready", errors=errors, without_frames=waiting, **totals(receivers))
+        async for command in commands(await stdin_reader()):
+            if command == "stats":
+                emit("stats", **totals(receivers))
+    finally:
+        await asyncio.gather(*(r.close() for r in receivers), return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("tokens", nargs="+")
+    parser.add_argument("--decode", type=int, default=0, help="how many receivers decode")
+    parser.add_argument("--timeout", type=float, default=30.0, help="wait for first frames")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(args.url, args.tokens, args.decode, args.timeout))
+
+
+if __name__ == "__main__":
+    main()

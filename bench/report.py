@@ -1,0 +1,158 @@
+"""From rows to conclusions: least-squares slopes per mode, the stock/forward ratios,
+a human summary and a plot."""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.point import FORWARD, STOCK, Row
+
+
+def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float] | None:
+    """(slope, intercept, r²) of y = intercept + slope·x, or None with < 2 distinct xs."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return None
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    slope = sxy / sxx
+    intercept = my - slope * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    r2 = 1 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    return slope, intercept, r2
+
+
+def summarize(rows: Sequence[Row]) -> dict[str, Any]:
+    """Per mode: marginal µs of server CPU per forwarded packet and CPU per subscriber
+    (slopes over the unsaturated rows), the largest N that kept up, and where it
+    saturated."""
+    modes: dict[str, Any] = {}
+    for mode in sorted({r.mode for r in rows}):
+        mine = [r for r in rows if r.mode == mode]
+        fit_rows = [r for r in mine if not r.saturated]
+        per_packet = least_squares(
+            [r.forwarded_pps for r in fit_rows], [r.server_cpu_cores for r in fit_rows]
+        )
+        per_subscriber = least_squares(
+            [float(r.n) for r in fit_rows], [r.server_cpu_cores for r in fit_rows]
+        )
+        saturated = sorted({r.n for r in mine if r.saturated})
+        kept_up = sorted({r.n for r in fit_rows})
+        best = max(fit_rows, key=lambda r: r.forwarded_pps, default=None)
+        modes[mode] = {
+            "fitted_ns": kept_up,
+            "saturated_ns": saturated,
+            "first_saturated_n": saturated[0] if saturated else None,
+            "marginal_us_per_packet": _round(per_packet[0] * 1e6) if per_packet else None,
+            "intercept_cores": _round(per_packet[1]) if per_packet else None,
+            "fit_r2": _round(per_packet[2]) if per_packet else None,
+            "cores_per_subscriber": _round(per_subscriber[0]) if per_subscriber else None,
+            "peak_unsaturated": {
+                "n": best.n,
+                "forwarded_pps": _round(best.forwarded_pps),
+                "server_cpu_cores": _round(best.server_cpu_cores),
+                "pps_per_core": _round(best.pps_per_core),
+            }
+            if best
+            else None,
+        }
+    return modes
+
+
+def ratios(modes: dict[str, Any]) -> dict[str, float | None]:
+    forward, stock = modes.get(FORWARD, {}), modes.get(STOCK, {})
+
+    def ratio(key: str) -> float | None:
+        a, b = stock.get(key), forward.get(key)
+        return _round(a / b) if a and b and b > 0 else None
+
+    return {
+        "stock_over_forward_us_per_packet": ratio("marginal_us_per_packet"),
+        "stock_over_forward_cores_per_subscriber": ratio("cores_per_subscriber"),
+    }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, Any]) -> str:
+    lines = [
+        f"{'mode':<11}{'N':>4}{'server CPU':>12}{'fwd pkt/s':>11}{'pkt/s/core':>12}"
+        f"{'µs/pkt avg':>11}{'RSS MB':>8}{'fps/rx':>8}{'kbps/rx':>9}{'clients':>9}"
+        f"{'others':>8}  notes"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.mode:<11}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%{r.forwarded_pps:>11.0f}"
+            f"{_fmt(r.pps_per_core, '.0f'):>12}{_fmt(r.us_per_packet_avg, '.1f'):>11}"
+            f"{r.server_rss_mb:>8.0f}{r.video_fps_per_receiver:>8.1f}"
+            f"{r.video_kbps_per_receiver:>9.0f}{r.client_cpu_cores * 100:>8.0f}%"
+            f"{r.other_cpu_cores * 100:>7.0f}%  {'; '.join(r.notes)}"
+        )
+    for r in rows:
+        if r.decode_receivers:
+            lines.append(
+                f"decoded {r.mode} N={r.n}: {r.decoded_fps:.1f} numbered frames/s per decoding "
+                f"receiver, {r.decode_damaged} damaged, {r.decode_gaps} gaps"
+            )
+    for mode, s in modes.items():
+        lines.append(
+            f"{mode}: marginal {_fmt(s['marginal_us_per_packet'], '.1f')} µs/packet "
+            f"(r² {_fmt(s['fit_r2'], '.3f')}, fitted N={s['fitted_ns']}), "
+            f"{_fmt((s['cores_per_subscriber'] or 0) * 100, '.2f')}% of a core per subscriber, "
+            f"saturated at N={s['first_saturated_n']}"
+        )
+    lines.append(
+        f"stock/forward: {_fmt(ratio['stock_over_forward_us_per_packet'], '.1f')}x per packet, "
+        f"{_fmt(ratio['stock_over_forward_cores_per_subscriber'], '.1f')}x per subscriber"
+    )
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Row], path: Path) -> str | None:
+    """Server CPU against N for each mode; None, or why no plot was written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+    cores = os.cpu_count() or 1
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    styles = {
+        FORWARD: ("tab:blue", "our forwarding server"),
+        STOCK: ("tab:red", "aiortc MediaRelay"),
+    }
+    for mode in sorted({r.mode for r in rows}):
+        color, label = styles.get(mode, ("tab:gray", mode))
+        mine = sorted((r for r in rows if r.mode == mode), key=lambda r: r.n)
+        ax.plot([r.n for r in mine], [r.server_cpu_cores * 100 for r in mine], "-", color=color)
+        ok = [r for r in mine if not r.saturated]
+        bad = [r for r in mine if r.saturated]
+        ax.plot([r.n for r in ok], [r.server_cpu_cores * 100 for r in ok], "o", color=color,
+                label=label)  # fmt: skip
+        if bad:
+            ax.plot([r.n for r in bad], [r.server_cpu_cores * 100 for r in bad], "x",
+                    color=color, markersize=9, label=f"{label}: saturated")  # fmt: skip
+    ax.axhline(cores * 100, color="gray", linestyle="--", linewidth=1)
+    ax.text(0.5, cores * 100 + 3, f"all {cores} cores", color="gray")
+    ax.set_xlabel("classrooms N (one 720p VP8 1.5 Mbps + Opus stream each)")
+    ax.set_ylabel("server CPU, % of one core")
+    ax.set_title("Fan-out: server CPU against subscribers")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return None
