@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from media.bitstream import H264, VP8
+from recorder.timing import StreamClock
 from recorder.writer import PacketWriter
 from tests.frames import AUDIO_RATE, numbered_image, read_number, tone_present
 
@@ -298,6 +299,54 @@ def test_timestamps_wrap_and_a_new_connection_continues_the_file(
     gap = times[150] - times[149]
     assert gap == pytest.approx(3.0 + 1 / FPS, abs=0.05)
     assert float(probe(path)["format"]["duration"]) == pytest.approx(13.0, abs=0.3)
+
+
+def test_a_burst_of_old_frames_at_the_start_is_caught_up(tmp_path: Path, clock: FakeClock) -> None:
+    """A subscriber that joins gets the last keyframe and what followed it at once:
+    placed by arrival, video would then lag the audio by that much for good."""
+    frames, audio = vp8_frames(), opus_packets()
+    path = tmp_path / "lesson.mkv"
+    writer = PacketWriter(path, clock=clock)
+    start = clock.now
+    events = [(max(i - 30, 0) / FPS, 0, i) for i in range(len(frames))]  # 1 s at once
+    events += [(i / 50, 1, i) for i in range(len(audio))]
+    for at, kind, index in sorted(events):
+        clock.now = start + at
+        if kind == 0:
+            writer.write_video(frames[index][0], index * 3000, frames[index][1])
+        else:
+            writer.write_audio(audio[index], index * AUDIO_FRAME)
+    writer.close()
+    times = video_pts(path)
+    assert len(times) == FRAMES and times == sorted(times)
+    # frame i arrived at (i - 30) / 30 s; by the end the file has caught up with that
+    assert times[-1] == pytest.approx((FRAMES - 1 - 30) / FPS, abs=0.05)
+    assert_consecutive(decoded_numbers(path))
+
+
+def test_stream_clock_unwraps_drops_duplicates_and_resyncs() -> None:
+    clock = StreamClock(1000, resync_seconds=5)
+    origin = 100.0
+    top = (1 << 32) - 500
+    assert clock.map(top, origin + 1.0, origin) == 1000
+    assert clock.map(top + 100, origin + 1.1, origin) == 1100
+    assert clock.map(top + 100, origin + 1.1, origin) is None  # duplicate
+    assert clock.map(top + 50, origin + 1.1, origin) is None  # older than the last
+    assert clock.map(200, origin + 1.7, origin) == 1700  # wrapped
+    # the sender restarted: new timestamps, far off; placed by arrival again
+    assert clock.map(3_000_000, origin + 2.0, origin) == 2000
+    assert clock.resyncs == 1
+    clock.reset()
+    assert clock.map(123_456, origin + 1.0, origin) == 2001  # never backwards
+    assert clock.map(123_556, origin + 3.0, origin) == 2101  # late arrivals keep spacing
+
+
+def test_stream_clock_catches_up_at_most_a_tenth_faster() -> None:
+    clock = StreamClock(1000)
+    outs = [clock.map(t, 0.0, 0.0) for t in range(0, 2000, 20)]  # 2 s arriving at once
+    steps = [b - a for a, b in itertools.pairwise(outs)]  # type: ignore[operator]
+    assert set(steps) == {18}
+    assert outs[-1] is not None and outs[-1] == 99 * 18
 
 
 def test_a_full_queue_drops_to_the_next_keyframe_and_never_blocks(tmp_path: Path) -> None:
