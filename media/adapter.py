@@ -212,3 +212,25 @@ def sender_rtt(sender: RTCRtpSender) -> float | None:
     """Smoothed round-trip time from the subscriber's receiver reports, in seconds."""
     rtt: float | None = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
     return rtt
+
+
+def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: Any) -> Callable[[Any], None]:
+    """Put `buffer` in place of the receiver's jitter buffer (any object with
+    `add(packet) -> (pli, frame)`). Returns a function that hands an extra completed
+    frame to the receiver's decoder, as the receiver itself would."""
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+
+    def deliver(frame: Any) -> None:
+        mapper = receiver._RTCRtpReceiver__timestamp_mapper  # type: ignore[attr-defined]
+        codecs = [c for c in receiver_codecs(receiver).values() if not is_rtx(c)]
+        if not codecs:
+            return
+        frame.timestamp = mapper.map(frame.timestamp)
+        receiver._RTCRtpReceiver__decoder_queue.put((codecs[0], frame))  # type: ignore[attr-defined]
+
+    return deliver
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Ask the sender to retransmit these sequence numbers (RTCP generic NACK)."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
