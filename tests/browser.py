@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, WebSocket, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -91,11 +91,35 @@ VIDEO_PLAYBACK = """
 
 @dataclass
 class PageLog:
-    """What a page said on its console and which sockets it opened."""
+    """What a page said on its console, which sockets it opened and the types of
+    the signalling messages it received, all seen from outside the page."""
 
     console: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sockets: list[str] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
+
+    def on_socket(self, ws: WebSocket) -> None:
+        self.sockets.append(ws.url)
+        ws.on("framereceived", self._on_frame)
+
+    def _on_frame(self, payload: str | bytes) -> None:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(message, dict):
+            self.received.append(str(message.get("type")))
+
+    async def wait_for_message(self, kind: str, timeout: float = 15.0) -> None:
+        """Wait, without touching the page, until it has received a `kind` message.
+        (Anything Playwright runs in a page counts as a user gesture there.)"""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while kind not in self.received:
+            if loop.time() > deadline:
+                raise AssertionError(f"no {kind!r} message within {timeout} s: {self.received}")
+            await asyncio.sleep(0.05)
 
     def problems(self) -> list[str]:
         """Uncaught exceptions and console errors, minus expected noise."""
@@ -142,7 +166,7 @@ async def open_page(
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: log.errors.append(str(error)))
-    page.on("websocket", lambda ws: log.sockets.append(ws.url))
+    page.on("websocket", log.on_socket)
     if url is not None:
         await page.goto(url)
     return page, log
@@ -159,9 +183,11 @@ async def wait_for_state(page: Page, state: str, timeout: float = 20.0) -> None:
             f'#status[data-state="{state}"]', state="attached", timeout=timeout * 1000
         )
     except Exception as exc:
-        shown = await state_of(page)
-        text = await page.text_content("#status")
-        raise AssertionError(f"page never reached {state!r}; it shows {shown!r}: {text!r}") from exc
+        shown = await page.evaluate(
+            "[document.getElementById('status')?.dataset.state,"
+            " document.body ? document.body.innerText.slice(0, 300) : '']"
+        )
+        raise AssertionError(f"page never reached {state!r}; it shows {shown!r}") from exc
 
 
 async def status_text(page: Page) -> str:
@@ -195,14 +221,29 @@ async def wait_until_playing(
     raise AssertionError(f"{selector} did not play within {timeout} s: {json.dumps(shown)}")
 
 
+async def wait_for_decoding(page: Page, timeout: float = 15.0) -> dict[str, Any]:
+    """inbound-rtp video stats, once the newest connection has decoded a frame."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stats: dict[str, Any] | None = None
+    while loop.time() < deadline:
+        stats = await inbound_video(page)
+        if stats is not None and stats["framesDecoded"] > 0:
+            return stats
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no video frame decoded within {timeout} s: {stats}")
+
+
 async def frames_grow(page: Page, seconds: float = 2.0, selector: str = "video") -> tuple[int, int]:
-    """(frames presented, frames decoded) over `seconds` of playback."""
+    """(frames presented by the video element, frames decoded by the newest
+    RTCPeerConnection) over `seconds`, counted from the first decoded frame."""
+    decoded_before = await wait_for_decoding(page)
     before = await playback(page, selector)
-    decoded_before = await inbound_video(page)
     await asyncio.sleep(seconds)
     after = await playback(page, selector)
     decoded_after = await inbound_video(page)
-    decoded = 0
-    if decoded_before is not None and decoded_after is not None:
-        decoded = decoded_after["framesDecoded"] - decoded_before["framesDecoded"]
-    return after["totalVideoFrames"] - before["totalVideoFrames"], decoded
+    decoded = 0 if decoded_after is None else decoded_after["framesDecoded"]
+    return (
+        after["totalVideoFrames"] - before["totalVideoFrames"],
+        decoded - decoded_before["framesDecoded"],
+    )

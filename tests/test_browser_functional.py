@@ -1,0 +1,172 @@
+"""Real Chromium pages against the real server: the teacher's fake camera reaches
+the classrooms' screens, and the pages say what is going on."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.browser import (
+    chromium,
+    frames_grow,
+    open_page,
+    playback,
+    status_text,
+    wait_for_state,
+    wait_until_playing,
+)
+from tests.conftest import RunningServer, make_settings, start_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+
+async def test_two_classrooms_play_the_teacher_camera_and_the_teacher_sees_them(
+    server: RunningServer,
+) -> None:
+    async with chromium() as browser:
+        teacher, teacher_log = await open_page(browser, server.page("maths", "teacher", "王老师"))
+        await wait_for_state(teacher, "ready")
+        assert await teacher.inner_text("#toggle") == "开始上课"
+        await teacher.click("#toggle")
+        await wait_for_state(teacher, "live")
+        assert await teacher.inner_text("#toggle") == "下课"
+
+        classrooms = []
+        for name in ("一号教室", "二号教室"):
+            page, log = await open_page(browser, server.page("maths", "classroom", name))
+            classrooms.append((page, log))
+        for page, _ in classrooms:
+            await wait_for_state(page, "live")
+            shown = await wait_until_playing(page)
+            assert shown["videoWidth"] > 0 and shown["videoHeight"] > 0
+            assert not shown["paused"]
+        for page, _ in classrooms:
+            presented, decoded = await frames_grow(page, seconds=2.0)
+            assert presented >= 10, f"only {presented} frames shown in 2 s"
+            assert decoded >= 10, f"only {decoded} frames decoded in 2 s"
+
+        roster = teacher.locator("#classrooms li")
+        await roster.nth(1).wait_for()
+        entries = sorted(" ".join(text.split()) for text in await roster.all_inner_texts())
+        assert entries == ["一号教室 正在收看", "二号教室 正在收看"]
+        assert await teacher.inner_text("#classroom-count") == "已加入 2 个教室"
+
+        for log in [teacher_log, *(log for _, log in classrooms)]:
+            assert log.problems() == []
+            assert len(log.sockets) == 1
+
+
+async def test_classroom_waits_for_the_teacher_and_follows_start_and_stop(
+    server: RunningServer,
+) -> None:
+    async with chromium() as browser:
+        classroom, classroom_log = await open_page(
+            browser, server.page("physics", "classroom", "三号教室")
+        )
+        await wait_for_state(classroom, "waiting")
+        assert "等待老师开始上课" in await status_text(classroom)
+
+        teacher, _ = await open_page(browser, server.page("physics", "teacher", "李老师"))
+        await wait_for_state(teacher, "ready")
+        # The teacher is in but not live: still waiting, now with the teacher's name.
+        await classroom.wait_for_function(
+            "document.getElementById('status-text').textContent.includes('李老师')"
+        )
+        assert await classroom.get_attribute("#status", "data-state") == "waiting"
+
+        for _ in range(2):  # start, stop, and start again
+            await teacher.click("#toggle")
+            await wait_for_state(classroom, "live")
+            await wait_until_playing(classroom)
+            presented, decoded = await frames_grow(classroom, seconds=1.5)
+            assert presented > 5 and decoded > 5
+
+            await teacher.click("#toggle")
+            await wait_for_state(teacher, "ready")
+            await wait_for_state(classroom, "waiting")
+            assert "等待" in await status_text(classroom)
+
+        # Opening the page was the only step: one socket, one media connection.
+        assert len(classroom_log.sockets) == 1
+        assert await classroom.evaluate("window.__pcs.length") == 1
+        assert classroom_log.problems() == []
+
+
+async def test_pages_reconnect_by_themselves_after_the_server_restarts(tmp_path: Path) -> None:
+    runner, server = await start_server(make_settings(tmp_path))
+    port = int(server.url.rsplit(":", 1)[1])
+    running = [runner]
+    try:
+        async with chromium() as browser:
+            teacher, teacher_log = await open_page(browser, server.page("art", "teacher"))
+            await wait_for_state(teacher, "ready")
+            await teacher.click("#toggle")
+            classroom, classroom_log = await open_page(
+                browser, server.page("art", "classroom", "四号教室")
+            )
+            await wait_for_state(classroom, "live")
+            await wait_until_playing(classroom)
+
+            await running.pop().cleanup()
+            await wait_for_state(classroom, "reconnecting", timeout=10)
+            await wait_for_state(teacher, "reconnecting", timeout=10)
+            # the same port and data directory, so the same token secret
+            runner, server = await start_server(make_settings(tmp_path, server={"port": port}))
+            running.append(runner)
+
+            await wait_for_state(teacher, "live", timeout=30)
+            await wait_for_state(classroom, "live", timeout=30)
+            presented, decoded = await frames_grow(classroom, seconds=2.0)
+            assert presented >= 10 and decoded >= 10
+            assert len(classroom_log.sockets) >= 2
+            assert len(teacher_log.sockets) >= 2
+    finally:
+        for runner in running:
+            await runner.cleanup()
+
+
+async def test_sound_button_appears_when_autoplay_is_blocked_and_turns_sound_on(
+    server: RunningServer,
+) -> None:
+    async with chromium(autoplay=False) as browser:
+        classroom, log = await open_page(browser, server.page("music", "classroom", "五号教室"))
+        # No Playwright call may touch the page before it tries to play: each would
+        # count as a user gesture and lift the autoplay block.
+        await log.wait_for_message("answer")
+        await asyncio.sleep(1.0)
+        button = classroom.locator("#sound")
+        assert await button.is_visible()
+        await wait_for_state(classroom, "waiting")
+        assert await button.inner_text() == "点击开启声音"
+
+        teacher, _ = await open_page(browser, server.page("music", "teacher"))
+        await wait_for_state(teacher, "ready")
+        await teacher.click("#toggle")
+        await wait_for_state(classroom, "live")
+        shown = await wait_until_playing(classroom)
+        assert shown["muted"], "the video must play muted until someone clicks"
+
+        await button.click()
+        await button.wait_for(state="hidden", timeout=5_000)
+        shown = await playback(classroom)
+        assert not shown["muted"] and not shown["paused"]
+        presented, _ = await frames_grow(classroom, seconds=1.0)
+        assert presented > 0
+
+
+async def test_teacher_page_opened_again_stops_the_first_one_for_good(
+    server: RunningServer,
+) -> None:
+    url = server.page("history", "teacher", "赵老师")
+    async with chromium() as browser:
+        first, first_log = await open_page(browser, url, locale="en-US")
+        await wait_for_state(first, "ready")
+        second, _ = await open_page(browser, url)
+        await wait_for_state(second, "ready")
+
+        await wait_for_state(first, "error")
+        assert "已在其他窗口" in await status_text(first)
+        assert await first.is_disabled("#toggle")
+        await asyncio.sleep(2.5)  # longer than the first reconnection delay
+        assert len(first_log.sockets) == 1, "a replaced page must not reconnect"
+        assert await first.get_attribute("#status", "data-state") == "error"
