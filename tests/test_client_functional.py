@@ -1,0 +1,404 @@
+"""`zhuandi classroom`, the real CLI in a subprocess, against the real server: it
+records what a teacher sends, publishes a file as a teacher, refuses bad tokens,
+leaves cleanly on SIGTERM and comes back after the server restarts."""
+
+import asyncio
+import contextlib
+import fractions
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import RunningServer, make_settings, start_server
+from tests.frames import AUDIO_RATE, numbered_image, read_number, tone_present
+from tests.peers import Classroom, Teacher
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Cli:
+    """`python -m server.cli classroom …` with its output read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = ["classroom", *args]
+        self.lines: list[str] = []
+        self.stderr = ""
+        self.returncode: int | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> "Cli":
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.cli",
+            *self.args,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for line in self._process.stdout:
+            self.lines.append(line.decode().rstrip())
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_line(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self._process is not None
+            if self._process.returncode is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no line with {text!r}; output:\n{self.stdout}")
+            await asyncio.sleep(0.05)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self._process is not None
+        self._process.send_signal(sig)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self._process is not None and self._process.stderr is not None
+        try:
+            stderr = await asyncio.wait_for(self._process.stderr.read(), timeout)
+            await asyncio.wait_for(self._process.wait(), timeout)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+            raise
+        finally:
+            if self._reader is not None:
+                await self._reader
+        self.stderr = stderr.decode()
+        returncode = self._process.returncode
+        assert returncode is not None
+        self.returncode = returncode
+        return returncode
+
+    async def kill(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+async def run_cli(*args: str, timeout: float = 30.0) -> Cli:
+    cli = await Cli(*args).start()
+    try:
+        await cli.wait(timeout)
+    finally:
+        await cli.kill()
+    return cli
+
+
+# -- reading recordings --------------------------------------------------------
+
+
+def probe(path: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def stream(info: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = [s for s in info["streams"] if s["codec_type"] == kind]
+    assert len(found) == 1, info["streams"]
+    return found[0]
+
+
+def recorded_numbers(path: Path) -> list[int | None]:
+    with av.open(str(path)) as container:
+        return [read_number(frame) for frame in container.decode(video=0)]
+
+
+def recorded_audio(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        chunks = [f.to_ndarray()[0].astype(np.float64) for f in container.decode(audio=0)]
+    return np.concatenate(chunks)
+
+
+def runs(numbers: list[int]) -> list[list[int]]:
+    """Split where the numbers go back (a new teacher, or the clip starting over)."""
+    result: list[list[int]] = []
+    for n in numbers:
+        if result and n > result[-1][-1]:
+            result[-1].append(n)
+        else:
+            result.append([n])
+    return result
+
+
+def assert_few_gaps(numbers: list[int], share: float = 0.95) -> None:
+    assert numbers == sorted(numbers), "frame numbers out of order"
+    assert len(set(numbers)) == len(numbers), "a frame twice"
+    span = numbers[-1] - numbers[0] + 1
+    assert len(numbers) >= share * span, f"too many gaps: {len(numbers)} of {span}"
+
+
+# -- tests -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+async def test_the_cli_records_what_the_teacher_sends(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    teacher = Teacher(server.url, server.token("maths", "teacher"), tone=440.0)
+    out = tmp_path / "lesson.mkv"
+    try:
+        await teacher.join()
+        await teacher.publish()
+        await teacher.wait_connected()
+        url = server.page("maths", "classroom", "接收教室 1")
+        cli = await run_cli(url, "--record", str(out), "--duration", "8")
+    finally:
+        await teacher.close()
+
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "live" in cli.stdout and "recorded" in cli.stdout
+    info = probe(out)
+    video, audio = stream(info, "video"), stream(info, "audio")
+    assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 640, 360)
+    assert (audio["codec_name"], audio["sample_rate"]) == ("opus", "48000")
+    assert 6.0 <= float(info["format"]["duration"]) <= 8.5
+    decoded = recorded_numbers(out)
+    numbers = [n for n in decoded if n is not None]
+    assert len(numbers) == len(decoded), "a recorded frame decoded damaged"
+    assert len(numbers) >= 6 * 30
+    assert_few_gaps(numbers)
+    sound = recorded_audio(out)
+    assert len(sound) >= 6 * AUDIO_RATE
+    assert tone_present(sound[-2 * AUDIO_RATE :], AUDIO_RATE, 440.0)
+
+
+def make_clip(path: Path, frames: int = 90, tone: float = 660.0) -> None:
+    """A 3 s WebM: VP8 frames numbered 1..frames at 30 fps, and an Opus tone."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libvpx", rate=30)
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        video.bit_rate = 800_000
+        audio = container.add_stream("libopus", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        for number in range(1, frames + 1):
+            frame = av.VideoFrame.from_ndarray(numbered_image(number), format="rgb24")
+            frame.pts, frame.time_base = number - 1, fractions.Fraction(1, 30)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        step = AUDIO_RATE // 50
+        for index in range(frames * 50 // 30):
+            t = (np.arange(step) + index * step) / AUDIO_RATE
+            wave = (np.sin(2 * np.pi * tone * t) * 9000).astype(np.int16).reshape(1, -1)
+            sound = av.AudioFrame.from_ndarray(wave, format="s16", layout="mono")
+            sound.sample_rate, sound.pts = AUDIO_RATE, index * step
+            sound.time_base = fractions.Fraction(1, AUDIO_RATE)
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+
+
+@pytest.mark.timeout(90)
+async def test_the_cli_publishes_a_file_as_the_teacher(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    clip = tmp_path / "clip.webm"
+    make_clip(clip)
+    classroom = Classroom(server.url, server.token("maths", "classroom"))
+    cli = Cli(server.page("maths", "teacher"), "--publish", str(clip), "--duration", "9")
+    try:
+        await classroom.join()
+        await classroom.subscribe()
+        await cli.start()
+        await classroom.wait_frames(150, timeout=30)  # more than the clip: it loops
+        assert await cli.wait() == 0, cli.stdout + cli.stderr
+    finally:
+        await cli.kill()
+        await classroom.close()
+
+    assert "live" in cli.stdout and "sent video" in cli.stdout
+    assert classroom.sizes == {(640, 360)}
+    assert classroom.damaged <= 2
+    passes = runs(classroom.numbers)
+    assert len(passes) >= 2, "the clip did not start over"
+    for numbers in passes:
+        assert 1 <= numbers[0] and numbers[-1] <= 90
+    whole = passes[1]  # the first pass may have started before the classroom saw it
+    assert whole[0] <= 3 and whole[-1] >= 85, whole
+    assert_few_gaps(whole, share=0.9)
+    audio = classroom.audio()
+    assert tone_present(audio[-AUDIO_RATE * 2 :], classroom.audio_rate, 660.0)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["expired", "forged", "wrong role"])
+async def test_a_bad_token_ends_the_cli_with_a_clear_message(
+    server: RunningServer, kind: str
+) -> None:
+    if kind == "expired":
+        token = server.tokens.issue("maths", "classroom", "late", -60)
+        code = "token_expired"
+    elif kind == "forged":
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJsZXNzb24iOiJtYXRocyJ9.forged"
+        code = "token_invalid"
+    else:  # an observer token on a classroom link
+        token = server.token("maths", "observer")
+        code = "token_wrong_role"
+    cli = await run_cli(f"{server.url}/lesson/maths/classroom?token={token}", "--duration", "20")
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "the join link was refused" in cli.stderr and code in cli.stderr
+    assert "reconnecting" not in cli.stdout
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["http://127.0.0.1:1/lesson/maths"], "not a join URL"),
+        (["http://127.0.0.1:1/lesson/maths/classroom"], "no token"),
+        (
+            ["http://127.0.0.1:1/lesson/maths/classroom?token=t", "--publish", "clip.webm"],
+            "classroom uplink is not available yet",
+        ),
+        (["http://127.0.0.1:1/lesson/maths/teacher?token=t"], "needs --publish"),
+        (["http://127.0.0.1:1/lesson/maths/observer?token=t", "--record", "a.mp3"], ".mp3"),
+    ],
+)
+async def test_usage_errors_exit_2_before_connecting(args: list[str], message: str) -> None:
+    cli = await run_cli(*args)
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert message in cli.stderr
+
+
+@pytest.mark.timeout(60)
+async def test_sigterm_leaves_and_finishes_the_recording(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "lesson.mkv"
+    cli = await Cli(server.page("maths", "classroom"), "--record", str(out)).start()
+    teacher = Teacher(server.url, server.token("maths", "teacher"))
+    try:
+        await cli.wait_line("waiting for the teacher")
+        await teacher.join()
+        await teacher.publish()
+        await cli.wait_line("live")
+        await asyncio.sleep(4)
+        cli.signal(signal.SIGTERM)
+        assert await cli.wait() == 0, cli.stdout + cli.stderr
+        await wait_roles(server, "maths", ["teacher"])  # the classroom left
+    finally:
+        await cli.kill()
+        await teacher.close()
+
+    assert "SIGTERM: leaving the lesson" in cli.stdout
+    info = probe(out)
+    assert float(info["format"]["duration"]) >= 3.0  # written by a clean close only
+    decoded = recorded_numbers(out)
+    assert None not in decoded and len(decoded) >= 90
+    assert_few_gaps([n for n in decoded if n is not None])
+
+
+async def wait_roles(server: RunningServer, lesson_id: str, roles: list[str]) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        lesson = server.lessons.get(lesson_id)
+        present = sorted(p.role for p in lesson.peers.values()) if lesson else []
+        if present == roles:
+            return
+        assert time.monotonic() < deadline, present
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+async def test_the_cli_offers_again_when_the_media_connection_drops(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "lesson.mkv"
+    teacher = Teacher(server.url, server.token("maths", "teacher"))
+    cli = Cli(server.page("maths", "classroom"), "--record", str(out), "--duration", "9")
+    try:
+        await teacher.join()
+        await teacher.publish()
+        await cli.start()
+        await cli.wait_line("live")
+        await asyncio.sleep(2)
+        lesson = server.lessons.get("maths")
+        assert lesson is not None
+        (classroom,) = [p for p in lesson.peers.values() if p.role == "classroom"]
+        await classroom.close_media()  # as if the server's side of it had failed
+        await cli.wait_line("the media connection failed")
+        assert await cli.wait() == 0, cli.stdout + cli.stderr
+    finally:
+        await cli.kill()
+        await teacher.close()
+
+    assert sum("live" in line for line in cli.lines) >= 2, cli.stdout
+    decoded = recorded_numbers(out)
+    assert None not in decoded
+    numbers = [n for n in decoded if n is not None]
+    assert len(numbers) >= 6 * 30
+    # one teacher throughout: in order, with the reconnection's gap
+    assert_few_gaps(numbers, share=0.85)
+
+
+@pytest.mark.timeout(120)
+async def test_the_cli_comes_back_after_the_server_restarts(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    runner, first = await start_server(settings)
+    port = int(first.url.rsplit(":", 1)[1])
+    out = tmp_path / "lesson.mkv"
+    url = first.page("maths", "classroom")
+    cli = await Cli(url, "--record", str(out), "--duration", "40").start()
+    teacher = Teacher(first.url, first.token("maths", "teacher"))
+    second_runner = None
+    try:
+        await teacher.join()
+        await teacher.publish()
+        await cli.wait_line("live")
+        await asyncio.sleep(3)
+        await teacher.close()
+        await runner.cleanup()  # tells every socket "shutdown"
+        await cli.wait_line("the server is restarting")
+
+        restarted = make_settings(tmp_path, server={"port": port})
+        second_runner, second = await start_server(restarted)
+        teacher = Teacher(second.url, second.token("maths", "teacher"))
+        await teacher.join()
+        await teacher.publish()
+        await cli.wait_line("reconnecting")
+        deadline = time.monotonic() + 30
+        while sum("live" in line for line in cli.lines) < 2:
+            assert time.monotonic() < deadline, cli.stdout
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+        cli.signal(signal.SIGINT)
+        assert await cli.wait() == 0, cli.stdout + cli.stderr
+    finally:
+        await cli.kill()
+        await teacher.close()
+        if second_runner is not None:
+            await second_runner.cleanup()
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+
+    decoded = recorded_numbers(out)
+    assert None not in decoded
+    teachers = runs([n for n in decoded if n is not None])
+    assert len(teachers) == 2, [(r[0], r[-1], len(r)) for r in teachers]
+    for numbers in teachers:
+        assert len(numbers) >= 60
+        assert_few_gaps(numbers)
