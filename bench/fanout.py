@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=1, help="run the whole sweep this often")
     parser.add_argument("--per-process", type=int, default=8, help="receivers per process")
     parser.add_argument("--decoders", type=int, default=1, help="receivers that decode, per point")
+    parser.add_argument(
+        "--remb", action="store_true", help="classrooms send aiortc's REMB (may move them to 360p)"
+    )
     parser.add_argument("--clip", type=Path, help="reuse a clip made by bench.clip")
     parser.add_argument("--plot", type=Path, default=REPO / "bench" / "results" / "fanout.png")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
@@ -115,6 +118,7 @@ async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
         clip=clip,
         workdir=workdir,
         secret=secrets.token_urlsafe(32),
+        remb=args.remb,
     )
     rows = []
     for mode, n in plan(args):

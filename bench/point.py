@@ -33,6 +33,7 @@ class PointSettings:
     clip: Path
     workdir: Path
     secret: str
+    remb: bool = False
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Row:
     other_cpu_cores: float
     load_before: float
     saturated: bool
+    layers: dict[str, int] | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -139,6 +141,19 @@ def _add(totals: dict[str, int], more: dict[str, Any]) -> None:
     for key, value in more.items():
         if isinstance(value, int) and key != "event":
             totals[key] = totals.get(key, 0) + value
+
+
+async def video_layers(
+    session: aiohttp.ClientSession, url: str, teacher_token: str
+) -> dict[str, int]:
+    """How many classrooms receive each ladder layer (our server's stats API)."""
+    async with session.get(f"{url}/api/lessons/{LESSON}/stats?token={teacher_token}") as response:
+        stats = await response.json()
+    layers: dict[str, int] = {}
+    for classroom in stats.get("classrooms", []):
+        name = str(classroom.get("layer"))
+        layers[name] = layers.get(name, 0) + 1
+    return layers
 
 
 async def _sample(
@@ -252,6 +267,8 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
                 ]
                 decode = settings.decoders if first == 0 else 0
                 args = ["-m", "bench.receivers", url, *room_tokens, "--decode", str(decode)]
+                if settings.remb:
+                    args.append("--remb")
                 child = await Child.start(f"{mode}-{n}-receivers-{first}", args, logs, talk=True)
                 clients.append(child)
                 started.append(child)
@@ -262,6 +279,11 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
             await asyncio.sleep(settings.seconds)
             second_sample = await _sample(session, url, server, clients)
             row = _row(mode, n, first_sample, second_sample, rss_bytes(server.pid), load)
+            if mode == FORWARD:
+                row.layers = await video_layers(session, url, teacher)
+                lower = sum(v for k, v in row.layers.items() if k.split("/")[-1] != "camera")
+                if lower:
+                    row.notes.append(f"{lower} classrooms not on the top layer: {row.layers}")
             for problem in problems:
                 row.notes.append(
                     f"at start: {problem.get('errors')} errors, "

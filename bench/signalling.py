@@ -24,7 +24,8 @@ class Signalling:
 
     async def join(self, token: str, lesson: str, role: str) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self._url, timeout=aiohttp.ClientWSTimeout(10))
+        async with asyncio.timeout(MEDIA_TIMEOUT):
+            self._ws = await self._session.ws_connect(self._url)
         self._reader = asyncio.ensure_future(self._read())
         await self._ws.send_json({"type": "join", "token": token, "lesson": lesson, "role": role})
         return await self._reply("joined")
