@@ -13,6 +13,12 @@ from server.keys import TEMPLATES, TOKENS
 from server.tokens import LESSON_ID
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# An observer (an inspector, a parent) watches on the classroom's page.
+TEMPLATES_BY_ROLE = {
+    "teacher": "teacher.html",
+    "classroom": "classroom.html",
+    "observer": "classroom.html",
+}
 
 
 def create_templates(directory: Path = WEB_DIR / "templates") -> jinja2.Environment:
@@ -58,6 +64,10 @@ async def classroom_page(request: web.Request) -> web.Response:
     return _lesson_page(request, "classroom")
 
 
+async def observer_page(request: web.Request) -> web.Response:
+    return _lesson_page(request, "observer")
+
+
 def _lesson_page(request: web.Request, role: str) -> web.Response:
     lesson_id = request.match_info["lesson"]
     if not LESSON_ID.match(lesson_id):
@@ -77,7 +87,7 @@ def _lesson_page(request: web.Request, role: str) -> web.Response:
         )
     return render(
         request,
-        f"{role}.html",
+        TEMPLATES_BY_ROLE[role],
         lesson=lesson_id,
         role=role,
         name=grant.name,
@@ -89,3 +99,4 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/lesson/{lesson}/teacher", teacher_page)
     app.router.add_get("/lesson/{lesson}/classroom", classroom_page)
+    app.router.add_get("/lesson/{lesson}/observer", observer_page)

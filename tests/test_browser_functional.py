@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import (
+    FAKE_MEDIA_ARGS,
     chromium,
     frames_grow,
     open_page,
@@ -66,6 +67,8 @@ async def test_classroom_waits_for_the_teacher_and_follows_start_and_stop(
         await wait_for_state(classroom, "waiting")
         assert "等待老师开始上课" in await status_text(classroom)
 
+        observer, _ = await open_page(browser, server.page("physics", "observer", "督导"))
+        await wait_for_state(observer, "waiting")
         teacher, _ = await open_page(browser, server.page("physics", "teacher", "李老师"))
         await wait_for_state(teacher, "ready")
         # The teacher is in but not live: still waiting, now with the teacher's name.
@@ -80,6 +83,10 @@ async def test_classroom_waits_for_the_teacher_and_follows_start_and_stop(
             await wait_until_playing(classroom)
             presented, decoded = await frames_grow(classroom, seconds=1.5)
             assert presented > 5 and decoded > 5
+            await wait_for_state(observer, "live")
+            await wait_until_playing(observer)
+            # observers watch; they are not in the teacher's list of classrooms
+            assert await teacher.locator("#classrooms li").count() == 1
 
             await teacher.click("#toggle")
             await wait_for_state(teacher, "ready")
@@ -170,3 +177,20 @@ async def test_teacher_page_opened_again_stops_the_first_one_for_good(
         await asyncio.sleep(2.5)  # longer than the first reconnection delay
         assert len(first_log.sockets) == 1, "a replaced page must not reconnect"
         assert await first.get_attribute("#status", "data-state") == "error"
+
+
+async def test_teacher_page_says_why_the_camera_cannot_be_used(server: RunningServer) -> None:
+    # No fake UI: Playwright's contexts refuse camera permission. The second name
+    # resolves to loopback, but a page on plain http there is not a secure context.
+    rules = "--host-resolver-rules=MAP zhuandi.test 127.0.0.1"
+    async with chromium(fake_media=False, extra_args=[FAKE_MEDIA_ARGS[1], rules]) as browser:
+        denied, _ = await open_page(browser, server.page("chemistry", "teacher"))
+        await wait_for_state(denied, "error")
+        assert "浏览器没有得到允许" in await status_text(denied)
+        assert await denied.is_disabled("#toggle")
+
+        insecure_url = server.page("biology", "teacher").replace("127.0.0.1", "zhuandi.test")
+        insecure, _ = await open_page(browser, insecure_url + "&lang=en")
+        await wait_for_state(insecure, "error")
+        assert "secure (HTTPS) connection" in await status_text(insecure)
+        assert await insecure.is_disabled("#toggle")

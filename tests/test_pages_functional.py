@@ -126,6 +126,22 @@ async def test_lesson_pages_render_in_both_languages_with_a_switch_that_keeps_th
     assert "Click to turn on sound" in html
 
 
+async def test_an_observer_link_opens_the_watching_page(
+    server: RunningServer, http: ClientSession
+) -> None:
+    status, html = await get(http, server.page("maths", "observer", "督导"))
+    assert status == 200
+    assert "点击开启声音" in html
+    page = json_block(html, "page")
+    assert isinstance(page, dict) and page["role"] == "observer"
+
+    status, html = await get(
+        http, f"{server.url}/lesson/maths/observer?token={server.token('maths', 'classroom')}"
+    )
+    assert status == 403
+    assert 'data-code="token_wrong_role"' in html
+
+
 async def test_pages_hand_the_catalog_and_the_lesson_to_their_scripts(
     server: RunningServer, http: ClientSession
 ) -> None:

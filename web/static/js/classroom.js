@@ -196,7 +196,10 @@ function render() {
   if (fatal) {
     status.show("error", errorText(fatal.code), fatal.message);
   } else if (reconnecting) {
-    const hint = backoff.attempt >= FIREWALL_HINT_AFTER ? t("classroom.hint.firewall") : "";
+    const hint =
+      backoff.attempt >= FIREWALL_HINT_AFTER
+        ? t("classroom.hint.firewall")
+        : t("classroom.hint.reconnecting");
     status.show("reconnecting", t("classroom.status.reconnecting", { attempt: backoff.attempt }), hint);
   } else if (!signalling?.joined) {
     status.show("connecting", t("classroom.status.connecting"));

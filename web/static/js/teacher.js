@@ -72,6 +72,13 @@ async function openCamera() {
   render();
 }
 
+function releaseCamera() {
+  for (const track of camera?.getTracks() ?? []) {
+    track.stop();
+  }
+  preview.srcObject = null;
+}
+
 /**
  * @param {Error} error  from getUserMedia
  * @returns {string}
@@ -142,6 +149,7 @@ function connect() {
         closeMedia();
         if (!mayReconnect(info.fatal)) {
           fatal = info.fatal;
+          releaseCamera(); // e.g. replaced: the other window may need this camera
         } else {
           reconnecting = true;
           clearTimeout(retryTimer);
