@@ -68,6 +68,7 @@ class TokenSettings:
 @dataclass(frozen=True)
 class RecorderSettings:
     enabled: bool = True
+    keyframe_interval: float = 10.0
 
 
 @dataclass(frozen=True)

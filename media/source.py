@@ -59,6 +59,7 @@ class Source:
         self.keyframes = 0
         self.size: tuple[int, int] | None = None
         self.last_frame_time: float | None = None
+        self.generation = 0  # counts publisher connections
 
     # -- the publishing side -------------------------------------------------
 
@@ -70,6 +71,7 @@ class Source:
         """A publisher (a connection, or a ladder encoder) now feeds this source;
         `request_keyframe` asks it for a keyframe."""
         self._upstream = request_keyframe
+        self.generation += 1
         self._timeline.restart()
         self._gop = []
         for owner in self._sinks:

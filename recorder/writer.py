@@ -158,6 +158,11 @@ class PacketWriter:
         return stats
 
     @property
+    def closed_and_done(self) -> bool:
+        """Closed, and the file is finished."""
+        return self._closed and not self._thread.is_alive()
+
+    @property
     def queued(self) -> int:
         return self._queue.qsize()
 

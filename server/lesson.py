@@ -5,10 +5,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from config import MediaSettings
+from config import MediaSettings, Settings
 from media.background import spawn
 from media.ladder import Ladder
 from media.source import Source
+from recorder.archive import Archive
+from recorder.recording import LessonRecording
 from server.errors import UserError
 from server.peer import Peer
 
@@ -20,11 +22,15 @@ STATS_EVERY = 2  # ticks
 
 
 class Lesson:
-    def __init__(self, lesson_id: str, settings: MediaSettings, max_peers: int) -> None:
+    def __init__(self, lesson_id: str, settings: Settings) -> None:
         self.id = lesson_id
-        self.max_peers = max_peers
+        self.max_peers = settings.server.max_peers_per_lesson
         self.peers: dict[str, Peer] = {}
-        self._settings = settings
+        self._settings: MediaSettings = settings.media
+        self.record = settings.recorder.enabled
+        self._keyframe_interval = settings.recorder.keyframe_interval
+        self._recordings_dir = settings.data_path / "recordings"
+        self.recording: LessonRecording | None = None
         self._sources: dict[str, Source] = {}
         self._state_pending = False
         self._ladder: Ladder | None = None
@@ -64,6 +70,35 @@ class Lesson:
                 queue_frames=self._settings.subscriber_queue_frames,
             )
         return self._ladder
+
+    # -- recording -------------------------------------------------------------
+
+    def publishing_started(self) -> None:
+        """The teacher's media now flows: record it, unless recording is off."""
+        if self.record and self.recording is None:
+            archive = Archive(self._recordings_dir / self.id, self.id)
+            self.recording = LessonRecording(
+                archive,
+                self.source_for("video"),
+                self.source_for("audio"),
+                keyframe_interval=self._keyframe_interval,
+            )
+            self.changed()
+
+    async def set_recording(self, on: bool) -> None:
+        """The teacher turns recording on or off for this lesson."""
+        self.record = on
+        if on:
+            if self.live or (self.teacher is not None and self.teacher.upstreams):
+                self.publishing_started()
+        else:
+            await self.stop_recording(finish=False)
+        self.changed()
+
+    async def stop_recording(self, finish: bool = True) -> None:
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            await asyncio.to_thread(recording.close, finish)
 
     # -- the periodic tick -------------------------------------------------------
 
@@ -162,6 +197,7 @@ class Lesson:
                 "name": teacher.name if teacher else None,
             },
             "media": peer.media_state,
+            "recording": self.recording is not None,
         }
         if peer.role == "teacher":
             state["classrooms"] = [
@@ -178,7 +214,15 @@ class Lesson:
             state["video"] = peer.video_state()
         return state
 
+    async def aclose(self) -> None:
+        """Close the lesson: finish its recording (off the event loop), then the rest."""
+        await self.stop_recording()
+        self.close()
+
     def close(self) -> None:
+        if self.recording is not None:  # a synchronous close can only abandon it cleanly
+            self.recording.close()
+            self.recording = None
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None

@@ -38,9 +38,7 @@ class Lessons:
                 raise UserError(
                     "server_full", "the server has no room for more participants", fatal=True
                 )
-            lesson = Lesson(
-                lesson_id, self._settings.media, self._settings.server.max_peers_per_lesson
-            )
+            lesson = Lesson(lesson_id, self._settings)
             self._lessons[lesson_id] = lesson
             lesson.start()
             logger.info("lesson=%s opened", lesson_id)
@@ -67,8 +65,8 @@ class Lessons:
                     self.retired_keyframe_requests[0] + received,
                     self.retired_keyframe_requests[1] + sent,
                 )
-            lesson.close()
             del self._lessons[lesson.id]
+            await lesson.aclose()
             logger.info("lesson=%s closed", lesson.id)
 
     def discard_if_empty(self, lesson: Lesson) -> None:
@@ -82,5 +80,5 @@ class Lessons:
                 *(peer.close_media() for peer in list(lesson.peers.values())),
                 return_exceptions=True,
             )
-            lesson.close()
+            await lesson.aclose()
         self._lessons.clear()

@@ -125,6 +125,8 @@ class Peer:
                     if transceiver.receiver.track is not None:
                         source = self.lesson.source_for(transceiver.kind)
                         self.upstreams.append(Upstream(transceiver.receiver, source))
+                if self.upstreams:
+                    self.lesson.publishing_started()
             await pc.setLocalDescription(await pc.createAnswer())
         except BaseException:
             await self.close_media()

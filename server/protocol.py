@@ -17,6 +17,7 @@ _SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "candidate": {"candidate": ((dict, type(None)), True)},
     "stop": {},
     "quality": {"cap": ((str,), True)},
+    "record": {"on": ((bool,), True)},
     "leave": {},
     "ping": {},
 }
@@ -67,7 +68,13 @@ def parse_message(text: str) -> Message:
     return Message(kind, fields)
 
 
-_TYPE_NAMES = {str: "a string", dict: "an object", int: "a number", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    dict: "an object",
+    int: "a number",
+    list: "a list",
+    bool: "true or false",
+}
 
 
 @dataclass(frozen=True)

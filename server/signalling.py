@@ -167,6 +167,10 @@ class _Connection:
             if cap not in CAPS:
                 raise UserError("bad_message", f"'quality.cap' must be one of {', '.join(CAPS)}")
             peer.set_cap(cap)
+        elif message.type == "record":
+            if peer.role != "teacher":
+                raise UserError("forbidden", "only the teacher turns recording on or off")
+            await peer.lesson.set_recording(bool(message.get("on")))
         elif message.type == "stop":
             await peer.close_media()
         elif message.type == "leave":

@@ -58,9 +58,10 @@ class NumberedVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 360, fps: int = 30) -> None:
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 30, first: int = 1) -> None:
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
+        self.first = first
         self.sent = 0
         self.sent_at: dict[int, float] = {}
         self._start: float | None = None
@@ -75,12 +76,13 @@ class NumberedVideoTrack(MediaStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        number = self.first + self.sent - 1
         frame = av.VideoFrame.from_ndarray(
-            numbered_image(self.sent, self.width, self.height), format="rgb24"
+            numbered_image(number, self.width, self.height), format="rgb24"
         )
         frame.pts = (self.sent - 1) * VIDEO_CLOCK // self.fps
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self.sent_at[self.sent] = time.monotonic()
+        self.sent_at[number] = time.monotonic()
         return frame
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.receiver import ResilientReceiver
 from tests.frames import AUDIO_RATE, NumberedVideoTrack, ToneAudioTrack, read_number
 
 
@@ -96,6 +97,10 @@ class LessonPeer:
         await self.signalling.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
         answer = await self.signalling.wait_for("answer", timeout=15)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        self.answered()
+
+    def answered(self) -> None:
+        """Called right after the answer is applied, before any media flows."""
 
     async def wait_connected(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -113,10 +118,17 @@ class Teacher(LessonPeer):
     """Publishes numbered video frames and a tone."""
 
     def __init__(
-        self, base_url: str, token: str, *, width: int = 640, height: int = 360, tone: float = 440.0
+        self,
+        base_url: str,
+        token: str,
+        *,
+        width: int = 640,
+        height: int = 360,
+        tone: float = 440.0,
+        first: int = 1,
     ) -> None:
         super().__init__(base_url, token)
-        self.video = NumberedVideoTrack(width, height)
+        self.video = NumberedVideoTrack(width, height, first=first)
         self.audio = ToneAudioTrack(tone)
 
     async def publish(self) -> None:
@@ -126,10 +138,13 @@ class Teacher(LessonPeer):
 
 
 class Classroom(LessonPeer):
-    """Receives, decodes and checks what arrives."""
+    """Receives, decodes and checks what arrives. With `resilient`, its receivers use
+    the Python client's lossy-line receive path (media.receiver.ResilientReceiver)."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, *, resilient: bool = False) -> None:
         super().__init__(base_url, token)
+        self.resilient = resilient
+        self.receivers: dict[str, ResilientReceiver] = {}
         self.numbers: list[int] = []
         self.damaged = 0
         self.sizes: set[tuple[int, int]] = set()
@@ -149,6 +164,14 @@ class Classroom(LessonPeer):
         self.pc.addTransceiver("audio", direction="recvonly")
         self.pc.addTransceiver("video", direction="recvonly")
         await self.negotiate()
+
+    def answered(self) -> None:
+        if not self.resilient:
+            return
+        for transceiver in self.pc.getTransceivers():
+            kind = transceiver.kind
+            if kind in ("audio", "video") and kind not in self.receivers:
+                self.receivers[kind] = ResilientReceiver(transceiver.receiver, kind)
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -193,6 +216,8 @@ class Classroom(LessonPeer):
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
+        for receiver in self.receivers.values():
+            receiver.close()
         await super().close()
         for task in self._tasks:
             task.cancel()
