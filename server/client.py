@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 import aiohttp
+import av
 from aiortc import RTCSessionDescription
 
 from recorder.writer import PacketWriter
@@ -29,6 +30,7 @@ from server.client_args import (
     check_options,
     parse_join_url,
 )
+from server.client_console import Console
 from server.client_media import MediaCounters, PublishMedia, ReceiveMedia, peer_connection
 from server.client_socket import ClientSocket, ServerError, SocketClosedError
 
@@ -66,17 +68,14 @@ class Client:
         self.publish = publish
         self.quiet = quiet
         self.counters = MediaCounters()
-        self.status = "connecting"
+        self.console = Console(publishing=publish is not None)
         self.writer: PacketWriter | None = None
         self._codec: str | None = None
         self._media: ReceiveMedia | PublishMedia | None = None
         self._stop = asyncio.Event()
-        self._started = 0.0
-        self._joined = False  # status changes are printed once `joined` is
 
     async def run(self, duration: float | None) -> int:
         loop = asyncio.get_running_loop()
-        self._started = loop.time()
         signals = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -89,7 +88,7 @@ class Client:
         try:
             return await self._run_sessions()
         except ClientError as exc:
-            print(f"zhuandi classroom: {exc.message}", file=sys.stderr, flush=True)
+            self.console.error(exc.message)
             return exc.code
         finally:
             if timer is not None:
@@ -102,7 +101,7 @@ class Client:
             await self._finish_recording()
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        self._say(f"{sig.name}: leaving the lesson")
+        self.console.say(f"{sig.name}: leaving the lesson")
         # a second Ctrl-C is the default one again, in case leaving hangs
         asyncio.get_running_loop().remove_signal_handler(sig)
         self._stop.set()
@@ -119,15 +118,15 @@ class Client:
                 backoff = BACKOFF_FIRST
             delay = backoff * random.uniform(0.8, 1.2)
             backoff = min(backoff * 2, BACKOFF_MAX)
-            self.status = "reconnecting"
-            self._say(f"{reason}; reconnecting in {delay:.1f} s")
+            self.console.status = "reconnecting"
+            self.console.say(f"{reason}; reconnecting in {delay:.1f} s")
             await self._pause(delay)
         return EXIT_OK
 
     async def _session(self) -> str | None:
         """One socket, until it closes (the reason) or we stop (None)."""
-        self._joined = False
-        self.status = "connecting"
+        self.console.joined = False
+        self.console.status = "connecting"
         async with aiohttp.ClientSession() as http:
             try:
                 sock = await ClientSocket.connect(http, self.join.websocket, self._on_message)
@@ -172,8 +171,8 @@ class Client:
             if loop.time() - started >= STABLE_AFTER:
                 backoff = BACKOFF_FIRST
             await self._close_media()
-            self._set_status("reconnecting")
-            self._say(f"the media connection failed; trying again in {backoff:.0f} s")
+            self.console.set_status("reconnecting")
+            self.console.say(f"the media connection failed; trying again in {backoff:.0f} s")
             await self._first(self._stop.wait(), sock.closed.wait(), asyncio.sleep(backoff))
             backoff = min(backoff * 2, BACKOFF_MAX)
             if self._stop.is_set() or sock.closed.is_set():
@@ -200,8 +199,9 @@ class Client:
             except (ValueError, OSError) as exc:
                 raise ClientError(f"cannot record to {self.record}: {exc}", EXIT_USAGE) from None
         role, name = joined.get("role"), joined.get("name")
-        self._say(f"joined lesson {joined.get('lesson')} as {role} {name!r}: {self.status}")
-        self._joined = True
+        status = self.console.status
+        self.console.say(f"joined lesson {joined.get('lesson')} as {role} {name!r}: {status}")
+        self.console.joined = True
 
     async def _connect_media(self, sock: ClientSocket, joined: dict[str, Any]) -> asyncio.Event:
         """Offer a new media connection; the event is set if it fails."""
@@ -209,7 +209,11 @@ class Client:
         pc = peer_connection(list(joined.get("iceServers") or []))
         media: ReceiveMedia | PublishMedia
         if self.publish is not None:
-            media = PublishMedia(pc, self._codec, self.counters, self.publish)
+            try:
+                media = PublishMedia(pc, self._codec, self.counters, self.publish)
+            except (OSError, av.FFmpegError) as exc:
+                await pc.close()
+                raise ClientError(f"cannot play {self.publish}: {exc}", EXIT_USAGE) from None
         else:
             media = ReceiveMedia(pc, self._codec, self.counters, self.writer)
             if self.writer is not None:
@@ -230,16 +234,18 @@ class Client:
         return failed
 
     def _on_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "error":  # one that nothing waited for, not fatal
+            self.console.say(f"the server says: {message.get('message')} ({message.get('code')})")
         if message.get("type") != "state":
             return
         teacher = message.get("teacher") or {}
         if self.join.role == "teacher":
             live = message.get("media") == "connected"
-            self._set_status("live" if live else "connecting")
+            self.console.set_status("live" if live else "connecting")
         elif teacher.get("live"):
-            self._set_status("live")
+            self.console.set_status("live")
         else:
-            self._set_status("waiting for the teacher")
+            self.console.set_status("waiting for the teacher")
 
     def _request_keyframe(self) -> None:
         if self._media is not None:
@@ -251,54 +257,16 @@ class Client:
             await media.close()
 
     async def _finish_recording(self) -> None:
-        writer = self.writer
-        if writer is None:
-            return
-        await writer.aclose()
-        stats = writer.stats
-        if writer.error is not None:
-            print(f"zhuandi classroom: the recording failed: {writer.error}", file=sys.stderr)
-        elif stats.started:
-            self._say(
-                f"recorded {stats.video_frames} video frames and {stats.audio_frames} audio "
-                f"packets to {writer.path} ({stats.dropped} dropped)"
-            )
-        else:
-            self._say("nothing arrived, so nothing was recorded")
-
-    # -- printing -------------------------------------------------------------
-
-    def _set_status(self, status: str) -> None:
-        if status != self.status:
-            self.status = status
-            if self._joined:
-                self._say(status)
-
-    def _say(self, text: str) -> None:
-        elapsed = asyncio.get_running_loop().time() - self._started
-        print(f"[{elapsed:6.1f}s] {text}", flush=True)
+        if self.writer is not None:
+            await self.writer.aclose()
+            self.console.recorded(self.writer)
 
     async def _progress(self) -> None:
-        last_octets, last_time = 0, asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(PROGRESS_EVERY)
             if self._media is not None:
                 self._media.sync()
-            now = asyncio.get_running_loop().time()
-            counters = self.counters
-            kbps = (counters.octets - last_octets) * 8 / 1000 / max(now - last_time, 1e-3)
-            last_octets, last_time = counters.octets, now
-            size = "{}x{}".format(*counters.size) if counters.size else "-"
-            verb = "sent" if self.publish else "received"
-            line = (
-                f"{self.status} · {verb} video {counters.video_frames} frames {size}, "
-                f"audio {counters.audio_frames} · {kbps:.0f} kbps"
-            )
-            if self.writer is not None:
-                stats = self.writer.stats
-                line += f" · recorded {stats.video_frames}/{stats.audio_frames}"
-                line += f" ({stats.dropped} dropped)" if stats.dropped else ""
-            self._say(line)
+            self.console.progress(self.counters, self.writer)
 
     # -- waiting --------------------------------------------------------------
 
