@@ -105,7 +105,6 @@ async def start_server(mode: str, port: int, settings: PointSettings, n: int) ->
     ]  # fmt: skip
     env = {
         "ZHUANDI_TOKENS_SECRET": settings.secret,
-        "ZHUANDI_SERVER_LOG_LEVEL": "warning",
         "ZHUANDI_SERVER_MAX_PEERS_PER_LESSON": str(n + 8),
         "ZHUANDI_SERVER_MAX_PEERS": str(n + 8),
         "ZHUANDI_RECORDER_ENABLED": "false",
@@ -281,7 +280,7 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
             row = _row(mode, n, first_sample, second_sample, rss_bytes(server.pid), load)
             if mode == FORWARD:
                 row.layers = await video_layers(session, url, teacher)
-                lower = sum(v for k, v in row.layers.items() if k.split("/")[-1] != "camera")
+                lower = sum(v for k, v in row.layers.items() if k != "top")
                 if lower:
                     row.notes.append(f"{lower} classrooms not on the top layer: {row.layers}")
             for problem in problems:

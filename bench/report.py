@@ -144,11 +144,12 @@ def plot(rows: Sequence[Row], path: Path) -> str | None:
             ax.plot([r.n for r in bad], [r.server_cpu_cores * 100 for r in bad], "x",
                     color=color, markersize=9, label=f"{label}: saturated")  # fmt: skip
     ax.axhline(cores * 100, color="gray", linestyle="--", linewidth=1)
-    ax.text(0.5, cores * 100 + 3, f"all {cores} cores", color="gray")
+    ax.text(min(r.n for r in rows), cores * 100 + 3, f"all {cores} cores", color="gray")
     ax.set_xlabel("classrooms N (one 720p VP8 1.5 Mbps + Opus stream each)")
     ax.set_ylabel("server CPU, % of one core")
     ax.set_title("Fan-out: server CPU against subscribers")
-    ax.set_ylim(bottom=0)
+    top = max([cores * 100.0] + [r.server_cpu_cores * 100 for r in rows])
+    ax.set_ylim(0, top * 1.12)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
