@@ -5,6 +5,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from playwright.async_api import WebSocketRoute
 
 from tests.browser import (
     FAKE_MEDIA_ARGS,
@@ -194,3 +195,49 @@ async def test_teacher_page_says_why_the_camera_cannot_be_used(server: RunningSe
         await wait_for_state(insecure, "error")
         assert "secure (HTTPS) connection" in await status_text(insecure)
         assert await insecure.is_disabled("#toggle")
+
+
+async def test_classroom_pings_every_20_s_and_gives_up_on_a_silent_socket(
+    server: RunningServer,
+) -> None:
+    """The socket runs through a relay that can go quiet, like a cut cable that TCP
+    has not noticed; the page's clock is Playwright's, so 20 s pass at once."""
+    sockets: list[dict[str, object]] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        link: dict[str, object] = {"quiet": False, "pings": 0}
+        sockets.append(link)
+        upstream = ws.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            if isinstance(message, str) and '"ping"' in message:
+                link["pings"] = int(str(link["pings"])) + 1
+            upstream.send(message)
+
+        def down(message: str | bytes) -> None:
+            if not link["quiet"]:
+                ws.send(message)
+
+        ws.on_message(up)
+        upstream.on_message(down)
+
+    async with chromium(fake_media=False) as browser:
+        page, _ = await open_page(browser)
+        await page.clock.install()
+        await page.route_web_socket("**/ws", relay)
+        await page.goto(server.page("geography", "classroom"))
+        await wait_for_state(page, "waiting")
+
+        await page.clock.run_for(20_500)
+        assert sockets[0]["pings"] == 1
+        await page.clock.run_for(20_000)
+        assert sockets[0]["pings"] == 2  # answered, so the socket is kept
+        assert await page.get_attribute("#status", "data-state") == "waiting"
+
+        sockets[0]["quiet"] = True
+        await page.clock.run_for(20_000)  # a ping that gets no answer
+        await page.clock.run_for(20_000)  # ... for a whole interval: give up
+        await wait_for_state(page, "reconnecting", timeout=5)
+        await page.clock.run_for(2_000)  # the first reconnection delay
+        await wait_for_state(page, "waiting", timeout=10)
+        assert len(sockets) == 2

@@ -37,8 +37,10 @@ let reconnecting = false;
 /** Sound was blocked by the autoplay policy and nobody has clicked yet. */
 let soundBlocked = false;
 const backoff = new Backoff();
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let retryTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} the next socket attempt */
+let socketTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */
+let mediaTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let disconnectedTimer;
 
@@ -54,15 +56,18 @@ function connect() {
       },
       state(message) {
         teacher = message.teacher ?? null;
-        if (pc && message.media === "failed") {
-          retryMedia();
+        if (pc && message.media === "failed" && !isFresh(pc)) {
+          retryMedia(); // the server gave up on our connection
         }
         render();
       },
       answer(message) {
+        const connection = pc;
         negotiator?.answer(message.sdp).catch((error) => {
           console.error("cannot apply the answer", error);
-          retryMedia();
+          if (pc === connection) {
+            retryMedia();
+          }
         });
       },
       error(error) {
@@ -80,6 +85,7 @@ function connect() {
       },
       close(info) {
         signalling = negotiator = null;
+        clearTimeout(mediaTimer); // the next join offers anew
         closeMedia();
         if (fatal) {
           // already stopped for a reason of our own
@@ -87,8 +93,8 @@ function connect() {
           fatal = info.fatal;
         } else {
           reconnecting = true;
-          clearTimeout(retryTimer);
-          retryTimer = setTimeout(connect, backoff.next());
+          clearTimeout(socketTimer);
+          socketTimer = setTimeout(connect, backoff.next());
         }
         render();
       },
@@ -143,22 +149,34 @@ function receive() {
   });
   negotiator.offer(connection).catch((error) => {
     console.error("cannot make an offer", error);
-    retryMedia();
+    if (pc === connection) {
+      retryMedia();
+    }
   });
   render();
 }
 
-/** The media connection dropped: offer again on the same socket, later. */
+/** The media connection dropped: offer again on the same socket, later. (When
+ * the socket is gone too, its reconnection makes the new offer.) */
 function retryMedia() {
   closeMedia();
+  if (!signalling?.joined || fatal) {
+    render();
+    return;
+  }
   reconnecting = true;
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(() => {
-    if (signalling?.joined) {
-      receive();
-    }
-  }, backoff.next());
+  clearTimeout(mediaTimer);
+  mediaTimer = setTimeout(receive, backoff.next());
   render();
+}
+
+/**
+ * A connection still being set up: a "failed" from the server about our media
+ * may have been sent before the server saw this connection's offer.
+ * @param {RTCPeerConnection} connection
+ */
+function isFresh(connection) {
+  return connection.connectionState === "new" || connection.connectionState === "connecting";
 }
 
 function closeMedia() {

@@ -6,10 +6,8 @@
  */
 
 export const PING_INTERVAL_MS = 20_000;
-/** A socket that has been silent this long (no pong, no state) is treated as dead:
+/** Our own close code for a socket given up on because the server went silent:
  * a cut network cable can leave TCP believing for minutes that all is well. */
-export const SILENCE_LIMIT_MS = 2.5 * PING_INTERVAL_MS;
-/** Our own close code for a socket given up on because the server went silent. */
 export const CLOSE_SILENT = 4000;
 
 /**
@@ -62,6 +60,7 @@ export class Signalling {
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this.pinger = undefined;
     this.lastHeard = 0;
+    this.pingSent = 0;
   }
 
   open() {
@@ -69,6 +68,7 @@ export class Signalling {
     this.ws = ws;
     ws.onopen = () => {
       this.lastHeard = Date.now();
+      this.pingSent = 0;
       const { token, lesson, role } = this.options;
       this.send({ type: "join", token, lesson, role });
       this.pinger = setInterval(() => this.keepAlive(), PING_INTERVAL_MS);
@@ -124,8 +124,13 @@ export class Signalling {
     }
   }
 
+  /** Ping; give up on a socket whose previous ping, a whole interval ago, is still
+   * unanswered. (Measured from our own ping, not from the last message, because
+   * browsers run timers in hidden tabs as rarely as once a minute.) */
   keepAlive() {
-    if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
+    const now = Date.now();
+    const unanswered = this.pingSent > 0 && this.lastHeard < this.pingSent;
+    if (unanswered && now - this.pingSent >= PING_INTERVAL_MS) {
       // Do not wait for a closing handshake that a dead link never completes.
       const ws = this.ws;
       if (ws) {
@@ -135,7 +140,9 @@ export class Signalling {
       this.closed(CLOSE_SILENT, "the server stopped answering");
       return;
     }
-    this.send({ type: "ping" });
+    if (!unanswered && this.send({ type: "ping" })) {
+      this.pingSent = now;
+    }
   }
 
   /** @param {string} text */

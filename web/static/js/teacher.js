@@ -40,8 +40,10 @@ let complaint = "";
 let wantLive = false;
 let reconnecting = false;
 const backoff = new Backoff();
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let retryTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} the next socket attempt */
+let socketTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */
+let mediaTimer;
 
 // -- camera ------------------------------------------------------------------
 
@@ -121,15 +123,18 @@ function connect() {
       },
       state(message) {
         lesson = message;
-        if (wantLive && pc && message.media === "failed") {
-          retryMedia();
+        if (wantLive && pc && message.media === "failed" && !isFresh(pc)) {
+          retryMedia(); // the server gave up on our connection
         }
         render();
       },
       answer(message) {
+        const connection = pc;
         negotiator?.answer(message.sdp).catch((error) => {
           console.error("cannot apply the answer", error);
-          retryMedia();
+          if (pc === connection) {
+            retryMedia();
+          }
         });
       },
       error(error) {
@@ -146,14 +151,15 @@ function connect() {
       close(info) {
         signalling = negotiator = null;
         joined = null;
+        clearTimeout(mediaTimer); // the next join publishes anew
         closeMedia();
         if (!mayReconnect(info.fatal)) {
           fatal = info.fatal;
           releaseCamera(); // e.g. replaced: the other window may need this camera
         } else {
           reconnecting = true;
-          clearTimeout(retryTimer);
-          retryTimer = setTimeout(connect, backoff.next());
+          clearTimeout(socketTimer);
+          socketTimer = setTimeout(connect, backoff.next());
         }
         render();
       },
@@ -197,23 +203,38 @@ function publish() {
   });
   negotiator.offer(connection).catch((error) => {
     console.error("cannot make an offer", error);
-    complaint = String(error);
-    render();
+    if (pc === connection) {
+      retryMedia();
+    }
   });
   render();
 }
 
-/** The media connection dropped while the lesson is on: offer again, later. */
+/** The media connection dropped while the lesson is on: offer again, later. (When
+ * the socket is gone too, its reconnection publishes again.) */
 function retryMedia() {
   closeMedia();
+  if (!wantLive || !signalling?.joined) {
+    render();
+    return;
+  }
   reconnecting = true;
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(() => {
-    if (wantLive && signalling?.joined) {
+  clearTimeout(mediaTimer);
+  mediaTimer = setTimeout(() => {
+    if (wantLive) {
       publish();
     }
   }, backoff.next());
   render();
+}
+
+/**
+ * A connection still being set up: a "failed" from the server about our media
+ * may have been sent before the server saw this connection's offer.
+ * @param {RTCPeerConnection} connection
+ */
+function isFresh(connection) {
+  return connection.connectionState === "new" || connection.connectionState === "connecting";
 }
 
 function closeMedia() {
@@ -231,7 +252,7 @@ function start() {
 function stop() {
   wantLive = false;
   reconnecting = false;
-  clearTimeout(retryTimer);
+  clearTimeout(mediaTimer);
   signalling?.stop();
   closeMedia();
   render();
