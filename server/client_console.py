@@ -34,7 +34,8 @@ class Console:
         now = time.monotonic()
         kbps = (counters.octets - self._last_octets) * 8 / 1000 / max(now - self._last_time, 1e-3)
         self._last_octets, self._last_time = counters.octets, now
-        size = "{}x{}".format(*counters.size) if counters.size else "-"
+        size_known = counters.size or (writer.stats.video_size if writer else None)
+        size = "{}x{}".format(*size_known) if size_known else "-"
         verb = "sent" if self.publishing else "received"
         line = (
             f"{self.status} · {verb} video {counters.video_frames} frames {size}, "

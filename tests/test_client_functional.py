@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from server.client_args import ClientError, parse_join_url
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.frames import AUDIO_RATE, numbered_image, read_number, tone_present
 from tests.peers import Classroom, Teacher
@@ -186,6 +187,34 @@ async def test_the_cli_records_what_the_teacher_sends(
     sound = recorded_audio(out)
     assert len(sound) >= 6 * AUDIO_RATE
     assert tone_present(sound[-2 * AUDIO_RATE :], AUDIO_RATE, 440.0)
+
+
+@pytest.mark.timeout(90)
+async def test_an_h264_lesson_records_to_fragmented_mp4(tmp_path: Path) -> None:
+    runner, server = await start_server(make_settings(tmp_path, media={"video_codec": "H264"}))
+    teacher = Teacher(server.url, server.token("maths", "teacher"))
+    out = tmp_path / "lesson.mp4"
+    try:
+        await teacher.join()
+        await teacher.publish()
+        await teacher.wait_connected()
+        cli = await run_cli(
+            server.page("maths", "classroom"), "--record", str(out), "--duration", "7"
+        )
+    finally:
+        await teacher.close()
+        await runner.cleanup()
+
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "640x360" in cli.stdout
+    info = probe(out)
+    assert "mp4" in info["format"]["format_name"]
+    video = stream(info, "video")
+    assert (video["codec_name"], video["width"], video["height"]) == ("h264", 640, 360)
+    assert stream(info, "audio")["codec_name"] == "opus"
+    decoded = recorded_numbers(out)
+    assert None not in decoded and len(decoded) >= 5 * 30
+    assert_few_gaps([n for n in decoded if n is not None])
 
 
 def make_clip(path: Path, frames: int = 90, tone: float = 660.0) -> None:
@@ -402,3 +431,20 @@ async def test_the_cli_comes_back_after_the_server_restarts(tmp_path: Path) -> N
     for numbers in teachers:
         assert len(numbers) >= 60
         assert_few_gaps(numbers)
+
+
+def test_join_urls_are_read_as_zhuandi_token_prints_them() -> None:
+    join = parse_join_url("https://school.example:8443/lesson/maths-3/observer?token=a.b.c")
+    assert (join.origin, join.lesson, join.role, join.token) == (
+        "https://school.example:8443",
+        "maths-3",
+        "observer",
+        "a.b.c",
+    )
+    assert join.websocket == "wss://school.example:8443/ws"
+    assert parse_join_url("http://10.0.0.2:8080/lesson/x/classroom?token=t").websocket == (
+        "ws://10.0.0.2:8080/ws"
+    )
+    for bad in ("ftp://h/lesson/x/classroom?token=t", "http://h/x/classroom?token=t", "maths"):
+        with pytest.raises(ClientError):
+            parse_join_url(bad)
