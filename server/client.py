@@ -35,6 +35,7 @@ from server.client_media import MediaCounters, PublishMedia, ReceiveMedia, peer_
 from server.client_socket import ClientSocket, ServerError, SocketClosedError
 
 PROGRESS_EVERY = 5.0
+CONNECT_TIMEOUT = 15.0
 JOIN_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 20.0
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
@@ -127,7 +128,9 @@ class Client:
         """One socket, until it closes (the reason) or we stop (None)."""
         self.console.joined = False
         self.console.status = "connecting"
-        async with aiohttp.ClientSession() as http:
+        # a bound on reaching the server, none on the socket's life
+        timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
             try:
                 sock = await ClientSocket.connect(http, self.join.websocket, self._on_message)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
