@@ -48,6 +48,26 @@ RECORD_PEER_CONNECTIONS = """
 })();
 """
 
+INBOUND_AUDIO_STATS = """
+async () => {
+  const pcs = (window.__pcs || []).filter((pc) => pc.connectionState !== "closed");
+  const pc = pcs[pcs.length - 1];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "inbound-rtp" && report.kind === "audio") {
+      return {
+        totalSamplesReceived: report.totalSamplesReceived ?? 0,
+        totalAudioEnergy: report.totalAudioEnergy ?? 0,
+        concealedSamples: report.concealedSamples ?? 0,
+        packetsLost: report.packetsLost ?? 0,
+      };
+    }
+  }
+  return null;
+}
+"""
+
 INBOUND_VIDEO_STATS = """
 async () => {
   const pcs = (window.__pcs || []).filter((pc) => pc.connectionState !== "closed");
@@ -81,6 +101,7 @@ VIDEO_PLAYBACK = """
     videoHeight: video.videoHeight,
     totalVideoFrames: quality.totalVideoFrames,
     currentTime: video.currentTime,
+    audioTracks: video.srcObject ? video.srcObject.getAudioTracks().length : 0,
     paused: video.paused,
     muted: video.muted,
     readyState: video.readyState,
@@ -203,6 +224,12 @@ async def playback(page: Page, selector: str = "video") -> dict[str, Any]:
 async def inbound_video(page: Page) -> dict[str, Any] | None:
     """inbound-rtp video stats of the page's newest open RTCPeerConnection."""
     result = await page.evaluate(INBOUND_VIDEO_STATS)
+    return None if result is None else dict(result)
+
+
+async def inbound_audio(page: Page) -> dict[str, Any] | None:
+    """inbound-rtp audio stats of the page's newest open RTCPeerConnection."""
+    result = await page.evaluate(INBOUND_AUDIO_STATS)
     return None if result is None else dict(result)
 
 

@@ -11,6 +11,7 @@ from tests.browser import (
     FAKE_MEDIA_ARGS,
     chromium,
     frames_grow,
+    inbound_audio,
     open_page,
     playback,
     status_text,
@@ -43,9 +44,17 @@ async def test_two_classrooms_play_the_teacher_camera_and_the_teacher_sees_them(
             assert shown["videoWidth"] > 0 and shown["videoHeight"] > 0
             assert not shown["paused"]
         for page, _ in classrooms:
+            audio_before = await inbound_audio(page)
             presented, decoded = await frames_grow(page, seconds=2.0)
             assert presented >= 10, f"only {presented} frames shown in 2 s"
             assert decoded >= 10, f"only {decoded} frames decoded in 2 s"
+            # the fake microphone's beeps arrive, and play on the unmuted video
+            audio = await inbound_audio(page)
+            assert audio_before is not None and audio is not None
+            assert audio["totalSamplesReceived"] - audio_before["totalSamplesReceived"] > 48_000
+            assert audio["totalAudioEnergy"] > 0
+            shown = await playback(page)
+            assert shown["audioTracks"] == 1 and not shown["muted"]
 
         roster = teacher.locator("#classrooms li")
         await roster.nth(1).wait_for()
