@@ -2,10 +2,11 @@
 the classrooms' screens, and the pages say what is going on."""
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import WebSocketRoute
+from playwright.async_api import Page, WebSocketRoute
 
 from tests.browser import (
     FAKE_MEDIA_ARGS,
@@ -23,6 +24,16 @@ from tests.conftest import RunningServer, make_settings, start_server
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
 
+async def first_video_codec(page: Page) -> str:
+    """The codec of the first payload type on the m=video line of the page's offer."""
+    sdp = str(await page.evaluate("window.__pcs[window.__pcs.length - 1].localDescription.sdp"))
+    payload = re.search(r"^m=video \S+ \S+ (\d+)", sdp, re.MULTILINE)
+    assert payload is not None, sdp
+    codec = re.search(rf"^a=rtpmap:{payload.group(1)} ([\w-]+)/", sdp, re.MULTILINE)
+    assert codec is not None, sdp
+    return codec.group(1)
+
+
 async def test_two_classrooms_play_the_teacher_camera_and_the_teacher_sees_them(
     server: RunningServer,
 ) -> None:
@@ -33,6 +44,7 @@ async def test_two_classrooms_play_the_teacher_camera_and_the_teacher_sees_them(
         await teacher.click("#toggle")
         await wait_for_state(teacher, "live")
         assert await teacher.inner_text("#toggle") == "下课"
+        assert await first_video_codec(teacher) == "VP8"
 
         classrooms = []
         for name in ("一号教室", "二号教室"):
@@ -140,6 +152,24 @@ async def test_pages_reconnect_by_themselves_after_the_server_restarts(tmp_path:
     finally:
         for runner in running:
             await runner.cleanup()
+
+
+async def test_an_h264_lesson_goes_out_as_h264_and_plays(tmp_path: Path) -> None:
+    runner, server = await start_server(make_settings(tmp_path, media={"video_codec": "H264"}))
+    try:
+        async with chromium() as browser:
+            teacher, _ = await open_page(browser, server.page("english", "teacher"))
+            await wait_for_state(teacher, "ready")
+            await teacher.click("#toggle")
+            await wait_for_state(teacher, "live")
+            assert await first_video_codec(teacher) == "H264"
+            classroom, _ = await open_page(browser, server.page("english", "classroom"))
+            await wait_for_state(classroom, "live")
+            await wait_until_playing(classroom)
+            presented, decoded = await frames_grow(classroom, seconds=1.5)
+            assert presented > 5 and decoded > 5
+    finally:
+        await runner.cleanup()
 
 
 async def test_sound_button_appears_when_autoplay_is_blocked_and_turns_sound_on(
