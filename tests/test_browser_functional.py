@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, WebSocketRoute
+from playwright.async_api import Page, Route, WebSocketRoute
 
 from tests.browser import (
     FAKE_MEDIA_ARGS,
@@ -280,3 +280,45 @@ async def test_classroom_pings_every_20_s_and_gives_up_on_a_silent_socket(
         await page.clock.run_for(2_000)  # the first reconnection delay
         await wait_for_state(page, "waiting", timeout=10)
         assert len(sockets) == 2
+
+
+STRICT_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+async def test_pages_work_under_a_strict_content_security_policy(server: RunningServer) -> None:
+    async def with_csp(route: Route) -> None:
+        response = await route.fetch()
+        headers = {**response.headers, "content-security-policy": STRICT_CSP}
+        await route.fulfill(response=response, headers=headers)
+
+    # A document that Playwright fulfils counts as coming from the public Internet,
+    # which Chromium's local network access checks then forbid to reach 127.0.0.1.
+    lna = "--disable-features=LocalNetworkAccessChecks"
+    async with chromium(extra_args=[lna]) as browser:
+        pages = {}
+        for role in ("teacher", "classroom"):
+            page, log = await open_page(browser)
+            await page.route("**/lesson/**", with_csp)
+            await page.goto(server.page("drawing", role))
+            pages[role] = (page, log)
+        (teacher, teacher_log), (classroom, classroom_log) = pages.values()
+        await wait_for_state(teacher, "ready")
+        await teacher.click("#toggle")
+        await wait_for_state(classroom, "live")
+        await wait_until_playing(classroom)
+        for log in (teacher_log, classroom_log):
+            assert log.problems() == []
+            assert not [m for m in log.console if "Content Security Policy" in m]
+        # and the policy is really there: an inline script is refused
+        ran = await classroom.evaluate(
+            """() => {
+              const script = document.createElement("script");
+              script.textContent = "window.inlineRan = true";
+              document.body.append(script);
+              return window.inlineRan === true;
+            }"""
+        )
+        assert ran is False
