@@ -315,3 +315,56 @@ async def test_a_link_that_expires_before_joining_shows_the_reason_and_does_not_
         assert len(log.sockets) == 1
         assert log.received == ["error"]
         assert await page.is_hidden("#sound")
+
+
+@pytest.mark.browser
+async def test_the_page_modules_order_codecs_back_off_and_format_messages(
+    server: RunningServer,
+) -> None:
+    async with chromium(fake_media=False) as browser:
+        page, log = await open_page(browser, f"{server.url}/?lang=en")
+        result = await page.evaluate(
+            """async () => {
+              const media = await import("/static/js/media.js");
+              const protocol = await import("/static/js/protocol.js");
+              const i18n = await import("/static/js/i18n.js");
+              const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+              const name = (c) => `${c.mimeType} ${c.sdpFmtpLine ?? ""}`.trim();
+              const h264 = media.orderCodecs(codecs, "H264").map(name);
+              const vp8 = media.orderCodecs(codecs, "VP8").map(name);
+              const backoff = new protocol.Backoff(1000, 15000);
+              const delays = Array.from({ length: 7 }, () => backoff.next());
+              backoff.reset();
+              return {
+                h264First: h264[0],
+                vp8First: vp8[0],
+                sameCodecs: h264.length === codecs.length && vp8.length === codecs.length,
+                rtx: vp8.filter((c) => c.startsWith("video/rtx")).length,
+                delays,
+                afterReset: backoff.next(),
+                plain: protocol.signallingUrl({ protocol: "http:", host: "school:8080" }),
+                tls: protocol.signallingUrl({ protocol: "https:", host: "zd.example.cn" }),
+                retryAfterShutdown: protocol.mayReconnect({ code: "shutdown", message: "" }),
+                retryAfterExpiry: protocol.mayReconnect({ code: "token_expired", message: "" }),
+                count: i18n.t("teacher.classrooms.count", { count: 3 }),
+                unknown: i18n.errorText("no_such_code"),
+                missing: i18n.t("no.such.key"),
+              };
+            }"""
+        )
+        assert log.problems() == []
+    assert result["h264First"].startswith("video/H264")
+    assert "packetization-mode=1" in result["h264First"]
+    assert "profile-level-id=42" in result["h264First"]
+    assert result["vp8First"] == "video/VP8"
+    assert result["sameCodecs"] and result["rtx"] >= 1
+    delays = result["delays"]
+    for delay, nominal in zip(delays, [1000, 2000, 4000, 8000, 15000, 15000, 15000], strict=True):
+        assert 0.75 * nominal <= delay <= 1.25 * nominal
+    assert 750 <= result["afterReset"] <= 1250
+    assert result["plain"] == "ws://school:8080/ws"
+    assert result["tls"] == "wss://zd.example.cn/ws"
+    assert result["retryAfterShutdown"] is True and result["retryAfterExpiry"] is False
+    assert result["count"] == "Classrooms joined: 3"
+    assert result["unknown"] == "An error occurred (no_such_code)."
+    assert result["missing"] == "no.such.key"
