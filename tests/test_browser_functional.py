@@ -154,6 +154,32 @@ async def test_pages_reconnect_by_themselves_after_the_server_restarts(tmp_path:
             await runner.cleanup()
 
 
+async def test_classroom_offers_again_when_its_media_connection_is_lost(
+    server: RunningServer,
+) -> None:
+    async with chromium() as browser:
+        teacher, _ = await open_page(browser, server.page("music", "teacher"))
+        await wait_for_state(teacher, "ready")
+        await teacher.click("#toggle")
+        classroom, log = await open_page(browser, server.page("music", "classroom", "六号教室"))
+        await wait_for_state(classroom, "live")
+        await wait_until_playing(classroom)
+
+        # What the server does when a classroom's connection fails (server/peer.py).
+        lesson = server.lessons.get("music")
+        assert lesson is not None
+        peer = next(p for p in lesson.peers.values() if p.role == "classroom")
+        peer._set_media_state("failed")
+        await peer.close_media(keep_state=True)
+
+        await wait_for_state(classroom, "reconnecting", timeout=5)
+        await wait_for_state(classroom, "live", timeout=20)
+        presented, decoded = await frames_grow(classroom, seconds=1.5)
+        assert presented > 5 and decoded > 5
+        assert await classroom.evaluate("window.__pcs.length") == 2
+        assert len(log.sockets) == 1, "a lost media connection needs no new socket"
+
+
 async def test_an_h264_lesson_goes_out_as_h264_and_plays(tmp_path: Path) -> None:
     runner, server = await start_server(make_settings(tmp_path, media={"video_codec": "H264"}))
     try:

@@ -6,12 +6,10 @@
  * socket or media connection is retried with backoff; a refused link is not.
  */
 import { errorText, t } from "./i18n.js";
-import { createPeerConnection, Negotiator, OFFER_ERRORS } from "./media.js";
+import { createPeerConnection, Negotiator, OFFER_ERRORS, watchConnection } from "./media.js";
 import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
 
-/** A media connection "disconnected" this long is given up and offered again. */
-const DISCONNECTED_GRACE_MS = 5000;
 /** After this many failed attempts, suggest that a firewall may be in the way. */
 const FIREWALL_HINT_AFTER = 3;
 
@@ -41,8 +39,6 @@ const backoff = new Backoff();
 let socketTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */
 let mediaTimer;
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let disconnectedTimer;
 
 // -- signalling ----------------------------------------------------------------
 
@@ -126,26 +122,19 @@ function receive() {
     video.srcObject = stream;
     play();
   });
-  connection.addEventListener("connectionstatechange", () => {
-    if (pc !== connection) {
-      return;
-    }
-    clearTimeout(disconnectedTimer);
-    const state = connection.connectionState;
-    if (state === "connected") {
-      reconnecting = false;
-      backoff.reset();
-    } else if (state === "failed") {
-      retryMedia();
-    } else if (state === "disconnected") {
-      // Often a moment's loss that ICE recovers from by itself.
-      disconnectedTimer = setTimeout(() => {
-        if (pc === connection && connection.connectionState === "disconnected") {
-          retryMedia();
-        }
-      }, DISCONNECTED_GRACE_MS);
-    }
-    render();
+  watchConnection(connection, {
+    connected() {
+      if (pc === connection) {
+        reconnecting = false;
+        backoff.reset();
+      }
+    },
+    lost() {
+      if (pc === connection) {
+        retryMedia();
+      }
+    },
+    changed: render,
   });
   negotiator.offer(connection).catch((error) => {
     console.error("cannot make an offer", error);
@@ -180,7 +169,6 @@ function isFresh(connection) {
 }
 
 function closeMedia() {
-  clearTimeout(disconnectedTimer);
   if (pc) {
     pc.close();
     pc = null;

@@ -17,6 +17,37 @@ export function createPeerConnection(iceServers) {
   return new RTCPeerConnection({ iceServers: iceServers ?? [], bundlePolicy: "max-bundle" });
 }
 
+/** A connection "disconnected" this long is given up and offered again. ICE often
+ * recovers from a moment's loss by itself; Chrome reports "failed" only after 30 s. */
+export const DISCONNECTED_GRACE_MS = 5000;
+
+/**
+ * Follow a connection's state: `connected` when it is up, `lost` when it failed
+ * or stayed disconnected past the grace period, `changed` after every change.
+ * @param {RTCPeerConnection} pc
+ * @param {{connected: () => void, lost: () => void, changed: () => void}} on
+ */
+export function watchConnection(pc, on) {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let grace;
+  pc.addEventListener("connectionstatechange", () => {
+    clearTimeout(grace);
+    const state = pc.connectionState;
+    if (state === "connected") {
+      on.connected();
+    } else if (state === "failed") {
+      on.lost();
+    } else if (state === "disconnected") {
+      grace = setTimeout(() => {
+        if (pc.connectionState === "disconnected") {
+          on.lost();
+        }
+      }, DISCONNECTED_GRACE_MS);
+    }
+    on.changed();
+  });
+}
+
 /**
  * The codecs reordered so that `name` (e.g. "VP8") comes first, with packetization
  * mode 1 and the constrained-baseline profile first among H.264's variants. RTX and

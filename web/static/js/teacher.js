@@ -5,7 +5,13 @@
  * after "start", and publishes again by itself after a reconnection.
  */
 import { errorText, t } from "./i18n.js";
-import { createPeerConnection, Negotiator, OFFER_ERRORS, preferCodec } from "./media.js";
+import {
+  createPeerConnection,
+  Negotiator,
+  OFFER_ERRORS,
+  preferCodec,
+  watchConnection,
+} from "./media.js";
 import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
 
@@ -189,17 +195,19 @@ function publish() {
       preferCodec(transceiver, joined.videoCodec);
     }
   }
-  connection.addEventListener("connectionstatechange", () => {
-    if (pc !== connection) {
-      return;
-    }
-    if (connection.connectionState === "connected") {
-      backoff.reset();
-      reconnecting = false;
-    } else if (connection.connectionState === "failed") {
-      retryMedia();
-    }
-    render();
+  watchConnection(connection, {
+    connected() {
+      if (pc === connection) {
+        backoff.reset();
+        reconnecting = false;
+      }
+    },
+    lost() {
+      if (pc === connection) {
+        retryMedia();
+      }
+    },
+    changed: render,
   });
   negotiator.offer(connection).catch((error) => {
     console.error("cannot make an offer", error);
