@@ -143,7 +143,7 @@ class PageLog:
             await asyncio.sleep(0.05)
 
     def problems(self) -> list[str]:
-        """Uncaught exceptions and console errors, minus expected noise."""
+        """Uncaught exceptions and console errors."""
         return [*self.errors, *(m for m in self.console if m.startswith("error:"))]
 
 
