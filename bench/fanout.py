@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="zhuandi-fanout-") as tmp:
             rows = asyncio.run(sweep(args, Path(tmp)))
     modes = summarize(rows)
-    ratio = ratios(modes)
+    ratio = ratios(rows, modes)
     plot_problem = plot(rows, args.plot)
     result = {
         "command": " ".join([Path(sys.executable).name, "-m", "bench.fanout", *sys.argv[1:]]),

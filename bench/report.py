@@ -62,16 +62,28 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
     return modes
 
 
-def ratios(modes: dict[str, Any]) -> dict[str, float | None]:
+def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
+    """Stock over forward: of the marginal costs, and of the average µs per packet
+    at each N both modes ran (the stock figure is a floor where it saturated)."""
     forward, stock = modes.get(FORWARD, {}), modes.get(STOCK, {})
 
     def ratio(key: str) -> float | None:
         a, b = stock.get(key), forward.get(key)
         return _round(a / b) if a and b and b > 0 else None
 
+    same_n: dict[str, Any] = {}
+    for n in sorted({r.n for r in rows}):
+        f = [r.us_per_packet_avg for r in rows if r.mode == FORWARD and r.n == n]
+        s = [r for r in rows if r.mode == STOCK and r.n == n]
+        if f and s and f[0] and s[0].us_per_packet_avg:
+            same_n[str(n)] = {
+                "ratio": _round(s[0].us_per_packet_avg / f[0], 2),
+                "stock_saturated": s[0].saturated,
+            }
     return {
         "stock_over_forward_us_per_packet": ratio("marginal_us_per_packet"),
         "stock_over_forward_cores_per_subscriber": ratio("cores_per_subscriber"),
+        "stock_over_forward_avg_us_per_packet_at_same_n": same_n,
     }
 
 
@@ -110,9 +122,14 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
             f"{_fmt((s['cores_per_subscriber'] or 0) * 100, '.2f')}% of a core per subscriber, "
             f"saturated at N={s['first_saturated_n']}"
         )
+    same_n = ", ".join(
+        f"N={n}: {v['ratio']}x{' (stock saturated)' if v['stock_saturated'] else ''}"
+        for n, v in ratio["stock_over_forward_avg_us_per_packet_at_same_n"].items()
+    )
     lines.append(
-        f"stock/forward: {_fmt(ratio['stock_over_forward_us_per_packet'], '.1f')}x per packet, "
-        f"{_fmt(ratio['stock_over_forward_cores_per_subscriber'], '.1f')}x per subscriber"
+        f"stock/forward: {_fmt(ratio['stock_over_forward_us_per_packet'], '.1f')}x per packet "
+        f"(marginal), {_fmt(ratio['stock_over_forward_cores_per_subscriber'], '.1f')}x per "
+        f"subscriber; average µs/packet at the same N: {same_n or '-'}"
     )
     return "\n".join(lines)
 
