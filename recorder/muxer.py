@@ -3,8 +3,9 @@
 Containers that survive a crash: Matroska or WebM (VP8 or H.264, with Opus) written
 in clusters of at most a second, or fragmented MP4 (H.264 and Opus) in fragments of
 at most a second. Each finished cluster or fragment goes to the file at once, so a
-killed process leaves a file that plays up to about a second before the cut; a
-clean `close()` adds the index (cues) and duration, so the file also seeks.
+killed process leaves a file that plays up to a second or two before the cut (the
+cluster being filled, and what FFmpeg holds back to interleave one stream with the
+other); a clean `close()` adds the index (cues) and duration, so the file seeks.
 """
 
 import fractions

@@ -26,8 +26,17 @@ from tests.peers import Classroom, Teacher
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The real CLI, with one test-only restriction: ICE host candidates on loopback only,
+# as the server in these tests offers, so that no check goes to this machine's other
+# addresses (../shared/TESTING.md).
+CLI = (
+    "import sys; from media import adapter; adapter.set_host_addresses(['127.0.0.1']); "
+    "from server.cli import main; sys.exit(main())"
+)
+
+
 class Cli:
-    """`python -m server.cli classroom …` with its output read line by line."""
+    """`zhuandi classroom …` in a subprocess, its output read line by line."""
 
     def __init__(self, *args: str) -> None:
         self.args = ["classroom", *args]
@@ -40,8 +49,8 @@ class Cli:
     async def start(self) -> "Cli":
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "server.cli",
+            "-c",
+            CLI,
             *self.args,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
@@ -255,12 +264,17 @@ async def test_the_cli_publishes_a_file_as_the_teacher(
     clip = tmp_path / "clip.webm"
     make_clip(clip)
     classroom = Classroom(server.url, server.token("maths", "classroom"))
-    cli = Cli(server.page("maths", "teacher"), "--publish", str(clip), "--duration", "9")
+    cli = Cli(server.page("maths", "teacher"), "--publish", str(clip), "--duration", "60")
     try:
         await classroom.join()
         await classroom.subscribe()
         await cli.start()
-        await classroom.wait_frames(150, timeout=30)  # more than the clip: it loops
+        deadline = time.monotonic() + 45
+        while len(runs(classroom.numbers)) < 3:  # a whole pass, between two others
+            assert time.monotonic() < deadline, f"{len(classroom.numbers)} frames arrived"
+            await asyncio.sleep(0.1)
+        await cli.wait_line("sent video")
+        cli.signal(signal.SIGTERM)
         assert await cli.wait() == 0, cli.stdout + cli.stderr
     finally:
         await cli.kill()
@@ -270,10 +284,9 @@ async def test_the_cli_publishes_a_file_as_the_teacher(
     assert classroom.sizes == {(640, 360)}
     assert classroom.damaged <= 2
     passes = runs(classroom.numbers)
-    assert len(passes) >= 2, "the clip did not start over"
     for numbers in passes:
         assert 1 <= numbers[0] and numbers[-1] <= 90
-    whole = passes[1]  # the first pass may have started before the classroom saw it
+    whole = passes[1]  # the first may have begun before the classroom saw it
     assert whole[0] <= 3 and whole[-1] >= 85, whole
     assert_few_gaps(whole, share=0.9)
     audio = classroom.audio()
@@ -373,11 +386,12 @@ async def test_a_killed_cli_leaves_a_recording_that_plays(
     assert video_frames >= 60, progress
     decoded = recorded_numbers(out)
     assert None not in decoded
-    # all that was recorded but the last second or so (the cluster being written)
-    assert len(decoded) >= video_frames - 45, (len(decoded), progress)
+    # all that was recorded but the last two seconds at most: the cluster being
+    # written, and what FFmpeg held back to interleave audio with later video
+    assert len(decoded) >= video_frames - 2 * 30, (len(decoded), progress)
     assert_few_gaps([n for n in decoded if n is not None])
     audio_frame = AUDIO_RATE // 50
-    assert len(recorded_audio(out)) >= (audio_packets - 75) * audio_frame, progress
+    assert len(recorded_audio(out)) >= (audio_packets - 2 * 50) * audio_frame, progress
 
 
 async def wait_roles(server: RunningServer, lesson_id: str, roles: list[str]) -> None:
