@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# hls.js for the replay page, pinned in package.json + package-lock.json
+HLS_JS := web/static/vendor/hls.min.js
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +20,14 @@ $(TEST_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(STAMP)
+$(HLS_JS): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p $(@D)
+	cp node_modules/hls.js/dist/hls.min.js $@
+
+vendor: $(HLS_JS)
+
+run: $(STAMP) $(HLS_JS)
 	$(BIN)/zhuandi serve --demo
 
 lint: $(TEST_STAMP)
@@ -28,7 +37,7 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(HLS_JS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -38,4 +47,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/fanout.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info node_modules $(HLS_JS)

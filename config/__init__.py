@@ -5,6 +5,7 @@ from config.duration import parse_duration
 from config.settings import (
     ConfigError,
     IceServerSettings,
+    LibrarySettings,
     MediaSettings,
     RecorderSettings,
     ServerSettings,
@@ -16,6 +17,7 @@ from config.settings import (
 __all__ = [
     "ConfigError",
     "IceServerSettings",
+    "LibrarySettings",
     "MediaSettings",
     "RecorderSettings",
     "ServerSettings",

@@ -72,11 +72,20 @@ class RecorderSettings:
 
 
 @dataclass(frozen=True)
+class LibrarySettings:
+    process_after_lesson: bool = True
+    process_delay: float = 10.0
+    job_threads: int = 1
+    job_nice: int = 10
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     recorder: RecorderSettings = field(default_factory=RecorderSettings)
+    library: LibrarySettings = field(default_factory=LibrarySettings)
 
     @property
     def data_path(self) -> Path:
@@ -256,6 +265,13 @@ def _validate(instance: Any, path: str) -> None:
         for url in instance.urls:
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise ConfigError(f"{path}.urls: {url!r} is not a stun:, turn: or turns: URL")
+    elif isinstance(instance, LibrarySettings):
+        if instance.process_delay < 0:
+            raise ConfigError("library.process_delay must not be negative")
+        if not 1 <= instance.job_threads <= 16:
+            raise ConfigError("library.job_threads must be between 1 and 16")
+        if not 0 <= instance.job_nice <= 19:
+            raise ConfigError("library.job_nice must be between 0 and 19")
     elif isinstance(instance, TokenSettings):
         try:
             parse_duration(instance.default_ttl)

@@ -11,6 +11,7 @@ from server.api import setup_api
 from server.errors import error_middleware
 from server.keys import LESSONS, SETTINGS, SOCKETS, TEMPLATES, TOKENS
 from server.lessons import Lessons
+from server.library_routes import setup_library
 from server.metrics import setup_metrics
 from server.pages import WEB_DIR, create_templates, setup_pages
 from server.signalling import websocket_handler
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_pages(app)
     setup_metrics(app)
     setup_api(app)
+    setup_library(app)  # registered after the lessons: at shutdown its jobs stop first
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)

@@ -1,4 +1,4 @@
-"""The `zhuandi` command: serve, token, classroom."""
+"""The `zhuandi` command: serve, token, classroom, library."""
 
 import argparse
 import asyncio
@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     classroom.add_argument("--quiet", action="store_true", help="no progress lines")
     classroom.set_defaults(run=_classroom)
+
+    from server.library_cli import add_library_commands
+
+    add_library_commands(sub)
     return parser
 
 

@@ -4,7 +4,9 @@ import jinja2
 from aiohttp import web
 
 from config import Settings
+from server.jobs import RenditionJobs
 from server.lessons import Lessons
+from server.library import Library
 from server.tokens import Tokens
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -12,3 +14,5 @@ LESSONS = web.AppKey("lessons", Lessons)
 TOKENS = web.AppKey("tokens", Tokens)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+LIBRARY = web.AppKey("library", Library)
+JOBS = web.AppKey("jobs", RenditionJobs)

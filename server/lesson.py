@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from config import MediaSettings, Settings
@@ -36,6 +37,9 @@ class Lesson:
         self._ladder: Ladder | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Lesson], None]] = []
+        # told (lesson id, archive directory) when the lesson closes after recording
+        self.recording_finished: list[Callable[[str, Path], None]] = []
+        self._recorded: Path | None = None
 
     # -- sources -----------------------------------------------------------
 
@@ -77,6 +81,7 @@ class Lesson:
         """The teacher's media now flows: record it, unless recording is off."""
         if self.record and self.recording is None:
             archive = Archive(self._recordings_dir / self.id, self.id)
+            self._recorded = archive.directory
             self.recording = LessonRecording(
                 archive,
                 self.source_for("video"),
@@ -232,3 +237,10 @@ class Lesson:
         for source in self._sources.values():
             source.close()
         self._sources.clear()
+        recorded, self._recorded = self._recorded, None
+        if recorded is not None:
+            for callback in self.recording_finished:
+                try:
+                    callback(self.id, recorded)
+                except Exception:
+                    logger.exception("lesson=%s recording_finished callback failed", self.id)

@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 from config import Settings
 from server.errors import UserError
@@ -17,6 +19,9 @@ class Lessons:
         self._lessons: dict[str, Lesson] = {}
         self.retired_forwarded = (0, 0)
         self.retired_keyframe_requests = (0, 0)
+        # given to every lesson: called with (lesson id, archive directory) when a
+        # lesson that recorded closes (the library queues its renditions)
+        self.recording_finished: list[Callable[[str, Path], None]] = []
 
     def get(self, lesson_id: str) -> Lesson | None:
         return self._lessons.get(lesson_id)
@@ -39,6 +44,7 @@ class Lessons:
                     "server_full", "the server has no room for more participants", fatal=True
                 )
             lesson = Lesson(lesson_id, self._settings)
+            lesson.recording_finished = self.recording_finished
             self._lessons[lesson_id] = lesson
             lesson.start()
             logger.info("lesson=%s opened", lesson_id)
