@@ -20,6 +20,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -30,7 +31,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Browser, async_playwright
 
+from tests.browser import AUTOPLAY_ALLOWED, BASE_ARGS, CHROMIUM
 from tests.conftest import RunningServer, make_settings, start_server
 
 PREFIX = "zd"
@@ -331,3 +334,22 @@ async def serve_on_lines(
 def url_on(server: RunningServer, line: Line) -> str:
     """The server's URL as a classroom on `line` reaches it."""
     return server.url.replace("127.0.0.1", line.host_address, 1)
+
+
+@contextlib.asynccontextmanager
+async def chromium_on(line: Line, workdir: Path, origin: str) -> AsyncIterator[Browser]:
+    """Headless Chromium whose network is `line`'s namespace, through a two-line
+    wrapper script (Playwright drives it over a pipe, so control does not care).
+    `origin` (http://host:port) is treated as secure, as a page needs for media."""
+    wrapper = workdir / f"chromium-{line.namespace}"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {line.namespace} {CHROMIUM} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    args = [*BASE_ARGS, AUTOPLAY_ALLOWED, f"--unsafely-treat-insecure-origin-as-secure={origin}"]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(wrapper), args=args, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
