@@ -123,6 +123,7 @@ class RtpTap:
         async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
             if packet.payload_type not in self._media_pts:
                 self._learn_payload_types()
+                register_rtx_ssrcs(receiver)
             if packet.payload_type in self._media_pts:
                 self.media_ssrc = packet.ssrc
                 self.packets += 1
@@ -139,6 +140,16 @@ class RtpTap:
         self._media_pts = {
             pt for pt, codec in receiver_codecs(self._receiver).items() if not is_rtx(codec)
         }
+
+
+def register_rtx_ssrcs(receiver: RTCRtpReceiver) -> None:
+    """Route the receiver's RTX SSRCs to it. aiortc registers only media SSRCs and
+    finds RTX by payload type, which fails when two video m-lines share the RTX
+    payload type (research file §5.3): retransmissions were dropped."""
+    rtx: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    router = receiver.transport._rtp_router
+    for rtx_ssrc in rtx:
+        router.ssrc_table.setdefault(rtx_ssrc, receiver)
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:

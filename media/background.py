@@ -27,5 +27,10 @@ def spawn(coroutine: Coroutine[Any, Any, Any], what: str) -> "asyncio.Task[Any]"
 
     task = asyncio.ensure_future(run())
     _running.add(task)
-    task.add_done_callback(_running.discard)
+
+    def done(finished: "asyncio.Task[Any]") -> None:
+        _running.discard(finished)
+        coroutine.close()  # cancelled before it started: it was never awaited
+
+    task.add_done_callback(done)
     return task

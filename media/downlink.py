@@ -1,8 +1,15 @@
-"""One subscriber's video: the ladder layer its own line can carry.
+"""One subscriber's video stream: the ladder layer its own line can carry.
 
-Audio is not here: it is forwarded as is to everyone and never paused. This class
-joins a `LayerSelector` (which layer), a `LayerController` (which layer should it be)
-and the subscriber's RTCP (what the line says), and reports what it sees.
+Audio is not here: it is forwarded as is and never paused. This class joins a
+`LayerSelector` (which layer), a `LayerController` (which layer should it be) and
+the subscriber's RTCP (what the line says), and reports what it sees.
+
+A subscriber may receive several video streams (the courseware, the teacher's
+camera, the classroom on stage). They share one connection, so each stream's
+estimate is what the line carries less a `reserve` for what ranks before it (audio,
+then higher-priority video), and congestion is judged on `total_sent`, the rate of
+the whole connection. A downlink can follow another publisher's ladder, or none,
+when what it shows changes (`retarget`).
 """
 
 import logging
@@ -17,10 +24,12 @@ from media import adapter
 from media.estimator import LayerController
 from media.ladder import Ladder
 from media.selector import LayerSelector
+from media.track import ForwardTrack
 
 logger = logging.getLogger(__name__)
 
 CAPS = ("auto", "high", "low", "audio")
+SMALL_HEIGHT = 240  # a top layer this small is forwarded even when capped low
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,13 @@ class LinkStats:
 class VideoDownlink:
     def __init__(
         self,
-        ladder: Ladder,
+        ladder: Ladder | None,
         *,
         cap: str = "auto",
         initial: int | None = 0,
         queue_frames: int = 30,
-        audio_bps: Callable[[], float] = lambda: 40_000.0,
+        reserve: Callable[[], float] = lambda: 40_000.0,
+        total_sent: Callable[[], float] | None = None,
         on_change: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
@@ -55,27 +65,34 @@ class VideoDownlink:
         self.ladder = ladder
         self._clock = clock
         self._on_change = on_change
-        self.selector = LayerSelector(ladder.layers, queue_frames, self._switched)
+        self._total_sent = total_sent
+        self.selector = LayerSelector(ladder.layers if ladder else [], queue_frames, self._switched)
         self.cap_name = "auto"
-        self.controller = LayerController(self._rates, initial=initial, audio_bps=audio_bps)
+        self.controller = LayerController(self._rates, initial=initial, audio_bps=reserve)
         self.set_cap(cap, evaluate=False)
-        controller = self.controller
-        if controller.cap is None:
-            controller.layer = None
-        elif controller.layer is not None and controller.layer < controller.cap:
-            controller.layer = controller.cap
-        self.selector.select(controller.layer)
+        self._clamp_to_cap()
+        if ladder is not None:
+            self.selector.select(self.controller.layer)
         self.sender: RTCRtpSender | None = None
         self.feedback: adapter.SenderFeedback | None = None
         self._sent: deque[tuple[float, int]] = deque()
         self.last_reason = "start"
 
     @property
-    def track(self):  # type: ignore[no-untyped-def]
+    def track(self) -> ForwardTrack:
         return self.selector.track
 
     def _rates(self) -> list[float]:
+        if self.ladder is None:
+            return [0.0]
         return [self.ladder.rate(i) for i in range(len(self.ladder.layers))]
+
+    def _clamp_to_cap(self) -> None:
+        controller = self.controller
+        if controller.cap is None:
+            controller.layer = None
+        elif controller.layer is not None and controller.layer < controller.cap:
+            controller.layer = controller.cap
 
     def bind(self, sender: RTCRtpSender) -> None:
         """Hook the sender carrying the track: PLI/FIR to the current layer, RTCP in."""
@@ -83,13 +100,32 @@ class VideoDownlink:
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
         self.feedback = adapter.tap_rtcp(sender, self._on_report)
 
+    def retarget(self, ladder: Ladder | None) -> None:
+        """Show another publisher's stream (or nothing), keeping this subscriber's
+        timeline and its link estimate."""
+        if ladder is self.ladder:
+            return
+        self.ladder = ladder
+        if ladder is None:
+            self.selector.set_layers([], None)
+            return
+        lowest = len(ladder.layers) - 1
+        layer = self.controller.layer
+        start = None if layer is None else min(layer, lowest)
+        self.selector.set_layers(ladder.layers, start)
+        self._switched(None, start)
+
     def set_cap(self, cap: str, evaluate: bool = True) -> None:
         """The classroom's choice: auto, high (the teacher's own stream at best),
         low (the lowest layer at best) or audio (no video)."""
         if cap not in CAPS:
             raise ValueError(f"unknown quality {cap!r}; use one of {', '.join(CAPS)}")
         self.cap_name = cap
-        lowest = len(self.ladder.layers) - 1
+        lowest = len(self.ladder.layers) - 1 if self.ladder else 0
+        if cap == "low" and self.ladder is not None:
+            size = self.ladder.top.size
+            if size is not None and size[1] <= SMALL_HEIGHT:
+                lowest = 0  # already small: forward it as is
         self.controller.cap = {"auto": 0, "high": 0, "low": lowest, "audio": None}[cap]
         if evaluate:
             self.evaluate()
@@ -109,25 +145,36 @@ class VideoDownlink:
         elapsed = now - samples[0][0]
         return (octets - samples[0][1]) * 8 / elapsed if elapsed > 0.2 else 0.0
 
+    @property
+    def sent_bps(self) -> float:
+        """What this stream sent lately (bits per second)."""
+        return self.controller.sent_bps
+
     def evaluate(self) -> None:
         """Decide again (on each receiver report, and on the lesson's periodic tick)."""
+        if self.ladder is None:
+            return
+        if self.cap_name == "low":
+            self.set_cap("low", evaluate=False)  # the top may have become small, or not
         now = self._clock()
         remb = self.feedback.remb_bps if self.feedback is not None else None
-        decision = self.controller.update(now, remb, self._sent_bps(now))
-        if decision is not None:
-            self.last_reason = decision.reason
-            names = self.ladder.names
-            logger.info(
-                "%s layer %s -> %s: %s (remb %s, sent %d, loss %.1f%%)",
-                self.name,
-                names[self.selector.target] if self.selector.target is not None else "audio",
-                names[decision.layer] if decision.layer is not None else "audio",
-                decision.reason,
-                remb,
-                self.controller.sent_bps,
-                self.controller.loss * 100,
-            )
-            self.selector.select(decision.layer)
+        total = self._total_sent() if self._total_sent is not None else None
+        decision = self.controller.update(now, remb, self._sent_bps(now), total)
+        if decision is None:
+            return
+        self.last_reason = decision.reason
+        names = self.ladder.names
+        logger.info(
+            "%s layer %s -> %s: %s (remb %s, sent %d, loss %.1f%%)",
+            self.name,
+            names[self.selector.target] if self.selector.target is not None else "audio",
+            names[decision.layer] if decision.layer is not None else "audio",
+            decision.reason,
+            remb,
+            self.controller.sent_bps,
+            self.controller.loss * 100,
+        )
+        self.selector.select(decision.layer)
 
     def _switched(self, previous: int | None, current: int | None) -> None:
         if self._on_change is not None:
@@ -141,14 +188,16 @@ class VideoDownlink:
 
     def stats(self) -> LinkStats:
         layer = self.selector.current
-        size = self.ladder.layer_size(layer) if layer is not None else None
+        ladder = self.ladder
+        size = ladder.layer_size(layer) if ladder is not None and layer is not None else None
         rtt = adapter.sender_rtt(self.sender) if self.sender is not None else None
         controller = self.controller
+        lowest = len(ladder.layers) - 1 if ladder is not None else 0
         if self.paused:
             quality = "audio_only"
         elif layer is None:
             quality = "connecting"
-        elif controller.loss > 0.10 or (layer == len(self.ladder.layers) - 1 and layer > 0):
+        elif controller.loss > 0.10 or (layer == lowest and layer > 0):
             quality = "poor"
         elif controller.loss > 0.02 or layer > 0:
             quality = "fair"
@@ -156,7 +205,7 @@ class VideoDownlink:
             quality = "good"
         estimate = controller.estimate
         return LinkStats(
-            layer=self.ladder.names[layer] if layer is not None else None,
+            layer=ladder.names[layer] if ladder is not None and layer is not None else None,
             width=size[0] if size else None,
             height=size[1] if size else None,
             estimate_bps=int(estimate) if estimate is not None else None,

@@ -20,6 +20,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
+PAUSE_AFTER = 2.0  # or when congestion at the lowest layer lasts this long (seconds)
+
 
 @dataclass
 class Decision:
@@ -56,6 +59,7 @@ class LayerController:
         self._remb_at_switch: float | None = None
         self._remb_caught_up = True
         self._reports: deque[tuple[float, int, int]] = deque()
+        self._congested_since: float | None = None
         self.loss = 0.0
         self.estimate: float | None = None
         self.remb: float | None = None
@@ -79,21 +83,33 @@ class LayerController:
 
     # -- the decision ----------------------------------------------------------
 
-    def update(self, now: float, remb: float | None, sent_bps: float) -> Decision | None:
-        """Evaluate; returns a Decision when the layer should change."""
+    def update(
+        self,
+        now: float,
+        remb: float | None,
+        sent_bps: float,
+        total_sent_bps: float | None = None,
+    ) -> Decision | None:
+        """Evaluate; returns a Decision when the layer should change.
+
+        `sent_bps` is this stream's rate; `total_sent_bps` what the whole connection
+        to this subscriber carries (REMB covers all of it; defaults to this stream).
+        The reserve (`audio_bps`) is what goes before this stream: audio, and video
+        of higher priority."""
         self.remb = remb
         self.sent_bps = sent_bps
+        total = sent_bps if total_sent_bps is None else max(total_sent_bps, sent_bps)
         rates = list(self._rates())
         lowest = len(rates) - 1
         audio = self._audio_bps()
-        loss_based = sent_bps * (1 - 0.5 * self.loss) if self.loss > self._congestion_loss else None
+        loss_based = total * (1 - 0.5 * self.loss) if self.loss > self._congestion_loss else None
         candidates = [x for x in (remb, loss_based) if x is not None]
         self.estimate = min(candidates) if candidates else None
 
         if remb is not None and self.layer is not None and sent_bps > 0:
-            if not self._remb_caught_up and remb >= 0.95 * sent_bps:
+            if not self._remb_caught_up and remb >= 0.95 * total:
                 self._remb_caught_up = True
-            remb_low = (self._remb_caught_up and remb < 0.85 * sent_bps) or (
+            remb_low = (self._remb_caught_up and remb < 0.85 * total) or (
                 not self._remb_caught_up
                 and self._remb_at_switch is not None
                 and remb < 0.85 * self._remb_at_switch
@@ -101,6 +117,10 @@ class LayerController:
         else:
             remb_low = False
         self.congested = self.loss > self._congestion_loss or remb_low
+        if not self.congested:
+            self._congested_since = None
+        elif self._congested_since is None:
+            self._congested_since = now
 
         if self.cap is None:
             return self._move(None, now, "audio only was chosen")
@@ -124,7 +144,19 @@ class LayerController:
             else:
                 target = fitting[0] if fitting else lowest + 1
             if target is not None and target > lowest:
-                target = None
+                # Video stops only when the line clearly cannot carry the lowest layer:
+                # heavy loss, an estimate well below it, or congestion that lasts.
+                # One delay spike (a busy receiver) is not enough.
+                need = rates[lowest] + audio
+                clear = (
+                    self.loss > self._congestion_loss
+                    or (self.estimate is not None and self.estimate < PAUSE_MARGIN * need)
+                    or (
+                        self._congested_since is not None
+                        and now - self._congested_since >= PAUSE_AFTER
+                    )
+                )
+                target = None if clear else lowest
             return self._move(target, now, f"congested (loss {self.loss:.0%})")
 
         if self._probe_at is not None and now - self._probe_at >= self._probe_window:

@@ -68,6 +68,7 @@ class Ladder:
                 keyframe_cache_seconds=0,
                 queue_frames=queue_frames,
             )
+            layer.timeline = top.timeline
             layer.attach(functools.partial(self._request_keyframe, index))
             self.layers.append(layer)
             self._encoders.append(LayerEncoder(top.codec, spec.height, spec.bitrate, spec.fps))

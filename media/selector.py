@@ -1,13 +1,19 @@
-"""Which layer one subscriber receives, switched only at a keyframe of the target.
+"""Which source one subscriber's down track is fed from, switched at a keyframe.
 
-A `LayerSelector` feeds one down track from one layer at a time. A switch subscribes
-to the target layer and asks it for a keyframe; the old layer keeps flowing until
-that keyframe arrives, so a switch costs at most one keyframe's wait and no freeze
-beyond it. Pausing (audio only) stops video at once; resuming waits for a keyframe.
+A `LayerSelector` feeds one down track from one of several sources: the layers of a
+ladder, or, when it is re-targeted, the layers of another publisher's ladder (the
+classroom on stage changes). A switch subscribes to the target and asks it for a
+keyframe; the old source keeps flowing until that keyframe arrives, so a switch
+costs at most one keyframe's wait and no freeze beyond it. Pausing stops the track
+at once; resuming waits for a keyframe. Audio switches at once (every frame stands
+alone).
 
-Layers share one timeline, but a lower layer's frame leaves its encoder a little
-after the top's frame with the same pts. Timestamps a subscriber sees must never go
-back, so a frame that would is re-stamped just after the last one delivered.
+The subscriber must see one continuous timeline. Layers of one ladder share their
+top's timeline, so a layer switch keeps timestamps as they are, except that a lower
+layer's frame leaves its encoder a little after the top's frame with the same pts:
+a frame that would go back in time is re-stamped just after the last one. Sources
+of different publishers have unrelated timelines: switching to one rebases it to
+continue where the subscriber's timeline stopped.
 """
 
 from collections.abc import Callable, Sequence
@@ -17,7 +23,7 @@ import av
 from media.source import Source
 from media.track import ForwardTrack
 
-TICKS_PER_FRAME = 3000  # 1/30 s at 90 kHz
+TICKS_PER_FRAME = {"video": 3000, "audio": 960}  # 1/30 s at 90 kHz; 20 ms at 48 kHz
 
 
 class LayerSelector:
@@ -26,22 +32,39 @@ class LayerSelector:
         layers: Sequence[Source],
         queue_frames: int = 30,
         on_switch: Callable[[int | None, int | None], None] | None = None,
+        kind: str = "video",
     ) -> None:
+        self.kind = kind
         self.layers = list(layers)
-        self.track = ForwardTrack("video", queue_frames, self.request_keyframe)
+        self.track = ForwardTrack(kind, queue_frames, self.request_keyframe)
         self.current: int | None = None
         self.pending: int | None = None
         self.switches = 0
         self._on_switch = on_switch
         self._last_pts: int | None = None
+        self._offset = 0
+        self._timeline: object | None = None  # the timeline `_offset` applies to
+        self._tick = TICKS_PER_FRAME[kind]
 
     @property
     def target(self) -> int | None:
         """The layer this subscriber is on, or is switching to."""
         return self.pending if self.pending is not None else self.current
 
+    def set_layers(self, layers: Sequence[Source], index: int | None) -> None:
+        """Follow another set of sources (another publisher's ladder), starting on
+        `index` of it, or paused with None."""
+        self._leave(self.pending)
+        self._leave(self.current)
+        previous = self.current
+        self.layers = list(layers)
+        self.pending = self.current = None
+        if previous is not None:
+            self.track.restart()  # nothing from the old publisher after this
+        self.select(index)
+
     def select(self, index: int | None) -> None:
-        """Move to layer `index` (0 is the top), or pause video with None."""
+        """Move to layer `index` (0 is the top), or pause with None."""
         if index is None:
             self._leave(self.pending)
             self._leave(self.current)
@@ -62,7 +85,7 @@ class LayerSelector:
         layer = self.layers[index]
         fresh = self.current is None and self._last_pts is None
         # A track that has sent nothing yet may start from the layer's cached keyframe.
-        if not layer.add_sink(self, self._on_pending, replay=fresh):
+        if not layer.add_sink(self, self._on_pending, replay=fresh) and self.kind == "video":
             layer.request_keyframe()
 
     def request_keyframe(self) -> None:
@@ -77,7 +100,12 @@ class LayerSelector:
         previous = self.current
         self._leave(previous)
         self.current, self.pending = self.pending, None
-        self.layers[self.current].add_sink(self, self._on_current)
+        source = self.layers[self.current]
+        source.add_sink(self, self._on_current)
+        if source.timeline is not self._timeline:
+            self._timeline = source.timeline
+            if self._last_pts is not None and packet.pts is not None:
+                self._offset = self._last_pts + self._tick - packet.pts
         self._deliver(packet, True)
         self._switched(previous, self.current)
 
@@ -85,17 +113,20 @@ class LayerSelector:
         self._deliver(packet, keyframe)
 
     def _deliver(self, packet: av.Packet, keyframe: bool) -> None:
+        pts = (packet.pts or 0) + self._offset
         last = self._last_pts
-        if last is not None and packet.pts is not None and packet.pts <= last:
+        if last is not None and pts <= last:
+            pts = last + max(1, self._tick // 3)
+        if pts != packet.pts:
             restamped = av.Packet(bytes(packet))
-            restamped.pts = restamped.dts = last + TICKS_PER_FRAME // 3
+            restamped.pts = restamped.dts = pts
             restamped.time_base = packet.time_base
             packet = restamped
-        self._last_pts = packet.pts
+        self._last_pts = pts
         self.track.put(packet, keyframe)
 
     def _leave(self, index: int | None) -> None:
-        if index is not None:
+        if index is not None and index < len(self.layers):
             self.layers[index].remove_sink(self)
 
     def _switched(self, previous: int | None, current: int | None) -> None:

@@ -46,6 +46,8 @@ class Source:
         self.time_base = time_base(clock_rate)
         self._clock = clock
         self._timeline = Timeline(clock_rate, clock)
+        # Which timeline this source's pts are on; a ladder's layers share their top's.
+        self.timeline: object = self._timeline
         self._queue_frames = queue_frames
         self._cache_seconds = keyframe_cache_seconds
         self._sinks: dict[Hashable, Sink] = {}
@@ -60,6 +62,7 @@ class Source:
         self.size: tuple[int, int] | None = None
         self.last_frame_time: float | None = None
         self.generation = 0  # counts publisher connections
+        self.audio_level = -127.0  # dBov, from the publisher's audio-level header extension
 
     # -- the publishing side -------------------------------------------------
 

@@ -3,6 +3,7 @@
 from aiortc import RTCRtpSender
 
 from media import adapter
+from media.selector import LayerSelector
 from media.source import Source
 from media.track import ForwardTrack
 
@@ -34,3 +35,36 @@ class Subscription:
 
     def close(self) -> None:
         self.source.unsubscribe(self.track)
+
+
+class AudioFollower:
+    """Audio from whichever source is current (the classroom on stage), or silence.
+    Timestamps continue across changes of source."""
+
+    def __init__(self, source: Source | None, queue_frames: int = 50) -> None:
+        self.source = source
+        self.selector = LayerSelector([source] if source else [], queue_frames, kind="audio")
+        if source is not None:
+            self.selector.select(0)
+        self.sender: RTCRtpSender | None = None
+
+    @property
+    def track(self) -> ForwardTrack:
+        return self.selector.track
+
+    def bind(self, sender: RTCRtpSender) -> None:
+        self.sender = sender
+
+    def retarget(self, source: Source | None) -> None:
+        if source is self.source:
+            return
+        self.source = source
+        self.selector.set_layers([source] if source else [], 0 if source else None)
+
+    def counters(self) -> tuple[int, int]:
+        if self.sender is None:
+            return 0, 0
+        return adapter.sender_counters(self.sender)
+
+    def close(self) -> None:
+        self.selector.close()

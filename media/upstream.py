@@ -33,6 +33,10 @@ class Upstream:
         source.attach(self.request_keyframe)
 
     def _on_audio_packet(self, packet: RtpPacket) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            source = self.source
+            source.audio_level = 0.8 * source.audio_level + 0.2 * -level[1]
         self.source.push(packet.payload, packet.timestamp)
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 
 MANIFEST = "archive.json"
 SEGMENT = re.compile(r"^segment-(\d{4,})\.(mkv|webm|mp4)$")
+STAGE = re.compile(r"^stage-(\d{4,})\.mka$")
 EXTENSIONS = {"vp8": "mkv", "h264": "mp4"}
 
 
@@ -34,6 +35,8 @@ class Manifest:
     lesson: str
     state: str = "recording"  # recording or finished
     segments: list[Segment] = field(default_factory=list)
+    # the audio of classrooms brought on stage, each time in a file of its own
+    stage: list[Segment] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     finished: float | None = None
     format: int = 1
@@ -57,7 +60,8 @@ class Archive:
             return None
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         segments = [Segment(**s) for s in data.pop("segments", [])]
-        return Manifest(**data, segments=segments)
+        stage = [Segment(**s) for s in data.pop("stage", [])]
+        return Manifest(**data, segments=segments, stage=stage)
 
     def save(self) -> None:
         path = self.directory / MANIFEST
@@ -80,6 +84,18 @@ class Archive:
         self.manifest.state = "recording"
         self.manifest.finished = None
         self.manifest.segments.append(segment)
+        self.save()
+        return segment
+
+    def new_stage_file(self, seat: str) -> Segment:
+        """A fresh file for the audio of the classroom `seat` on stage."""
+        numbers = [int(m.group(1)) for p in self.directory.iterdir() if (m := STAGE.match(p.name))]
+        segment = Segment(
+            file=f"stage-{max(numbers, default=0) + 1:04d}.mka",
+            reason=f"stage:{seat}",
+            started=time.time(),
+        )
+        self.manifest.stage.append(segment)
         self.save()
         return segment
 

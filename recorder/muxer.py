@@ -21,7 +21,13 @@ from recorder.opus import OPUS_RATE, opus_head
 VIDEO_CLOCK = 90000
 FLUSH_MS = 1000
 
-FORMATS = {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4"}
+FORMATS = {
+    ".mkv": "matroska",
+    ".mka": "matroska",
+    ".webm": "webm",
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+}
 _CODECS = {"matroska": {VP8, H264}, "webm": {VP8}, "mp4": {H264}}
 _OPTIONS = {
     "matroska": {"cluster_time_limit": str(FLUSH_MS)},

@@ -45,6 +45,7 @@ class LessonRecording:
             else ("resume" if archive.manifest.segments else "start")
         )
         self._closing: list[PacketWriter] = []
+        self._stage: tuple[Source, PacketWriter, Segment] | None = None
         self.segments_written = 0
         self.closed = False
         owner: Hashable = self
@@ -116,6 +117,25 @@ class LessonRecording:
             writer = self._open(self._first_reason)
         writer.write_audio(bytes(packet), packet.pts or 0)
 
+    def set_stage(self, source: Source | None, seat: str = "") -> None:
+        """Record the audio of the classroom on stage (`source`), in a file of its own;
+        None ends it."""
+        if self._stage is not None:
+            old_source, writer, segment = self._stage
+            old_source.remove_sink((self, "stage"))
+            self._stage = None
+            self.archive.end_segment(segment, None)
+            self._closing.append(writer)
+            threading.Thread(target=writer.close, name="stage-close", daemon=True).start()
+        if source is None or self.closed:
+            return
+        segment = self.archive.new_stage_file(seat or source.name)
+        writer = PacketWriter(self.archive.directory / segment.file, video=None, audio=True)
+        self._stage = (source, writer, segment)
+        source.add_sink(
+            (self, "stage"), lambda packet, _key: writer.write_audio(bytes(packet), packet.pts or 0)
+        )
+
     def close(self, finish: bool = True) -> None:
         """Stop recording and finalize every file (blocks until written: call from a
         thread or at shutdown). With `finish`, the archive is marked finished."""
@@ -125,6 +145,7 @@ class LessonRecording:
         for source in (self.video, self.audio):
             if source is not None:
                 source.remove_sink(self)
+        self.set_stage(None)
         writer, segment = self._writer, self._segment
         self._writer = self._segment = None
         if writer is not None and segment is not None:

@@ -4,7 +4,7 @@ from aiohttp import web
 
 from server.errors import UserError
 from server.keys import LESSONS, TOKENS
-from server.tokens import Grant
+from server.tokens import ANY_LESSON, Grant
 
 STATS_ROLES = ("teacher", "observer")
 
@@ -31,5 +31,30 @@ async def lesson_stats(request: web.Request) -> web.Response:
     return web.json_response(lesson.link_stats())
 
 
+async def live_lessons(request: web.Request) -> web.Response:
+    """The lessons running now, for observers (巡课): a "*" observer token sees all,
+    a lesson's observer or teacher token sees that lesson."""
+    grant = bearer_grant(request)
+    if grant.role not in STATS_ROLES:
+        raise UserError("forbidden", "only observers and teachers list live lessons", status=403)
+    lessons = []
+    for lesson in request.app[LESSONS]:
+        if grant.lesson not in (ANY_LESSON, lesson.id):
+            continue
+        teacher = lesson.teacher
+        lessons.append(
+            {
+                "lesson": lesson.id,
+                "live": lesson.live,
+                "teacher": teacher.name if teacher else None,
+                "classrooms": len(lesson.classroom_seats()),
+                "stage": lesson.seat_name(lesson.floor.stage),
+                "recording": lesson.recording is not None,
+            }
+        )
+    return web.json_response({"lessons": lessons})
+
+
 def setup_api(app: web.Application) -> None:
     app.router.add_get("/api/lessons/{lesson}/stats", lesson_stats)
+    app.router.add_get("/api/live", live_lessons)

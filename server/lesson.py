@@ -12,13 +12,16 @@ from media.ladder import Ladder
 from media.source import Source
 from recorder.archive import Archive
 from recorder.recording import LessonRecording
+from server.chat import Chat
 from server.errors import UserError
+from server.floor import Floor
 from server.peer import Peer
+from server.streams import TEACHER, LessonStreams
 
 logger = logging.getLogger(__name__)
 
-CLOCK_RATES = {"video": 90000, "audio": 48000}
 TICK_SECONDS = 1.0
+SPEAKING_DBFS = -40.0
 STATS_EVERY = 2  # ticks
 
 
@@ -32,9 +35,11 @@ class Lesson:
         self._keyframe_interval = settings.recorder.keyframe_interval
         self._recordings_dir = settings.data_path / "recordings"
         self.recording: LessonRecording | None = None
-        self._sources: dict[str, Source] = {}
+        self.streams = LessonStreams(lesson_id, settings.media)
+        self.floor = Floor()
+        self.chat = Chat(self._recordings_dir / lesson_id)
+        self.speaking: str | None = None
         self._state_pending = False
-        self._ladder: Ladder | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Lesson], None]] = []
         # told (lesson id, archive directory) when the lesson closes after recording
@@ -45,35 +50,16 @@ class Lesson:
 
     def source_for(self, kind: str) -> Source:
         """The teacher's camera (video) or microphone (audio)."""
-        name = "camera" if kind == "video" else "microphone"
-        source = self._sources.get(name)
-        if source is None:
-            codec = self._settings.video_codec if kind == "video" else "opus"
-            source = Source(
-                f"{self.id}/{name}",
-                kind,
-                codec,
-                CLOCK_RATES[kind],
-                keyframe_min_interval=self._settings.keyframe_min_interval,
-                keyframe_cache_seconds=self._settings.keyframe_cache_seconds,
-                queue_frames=self._settings.subscriber_queue_frames if kind == "video" else 50,
-            )
-            self._sources[name] = source
-        return source
+        return self.streams.source(TEACHER, "camera" if kind == "video" else "microphone")
 
     @property
     def sources(self) -> dict[str, Source]:
-        return dict(self._sources)
+        """Every source of the lesson, as "owner/name"."""
+        return {f"{owner}/{name}": source for (owner, name), source in self.streams.sources.items()}
 
     def ladder(self) -> Ladder:
         """The teacher camera's ladder: its own stream on top, lower renditions below."""
-        if self._ladder is None:
-            self._ladder = Ladder(
-                self.source_for("video"),
-                keyframe_min_interval=0.5,
-                queue_frames=self._settings.subscriber_queue_frames,
-            )
-        return self._ladder
+        return self.streams.ladder(TEACHER, "camera")
 
     # -- recording -------------------------------------------------------------
 
@@ -119,6 +105,7 @@ class Lesson:
             count += 1
             for peer in list(self.peers.values()):
                 peer.evaluate_links()
+            self._update_speaker()
             if count % STATS_EVERY == 0:
                 teacher = self.teacher
                 if teacher is not None:
@@ -131,7 +118,7 @@ class Lesson:
             if peer.role != "classroom":
                 continue
             classrooms.append({"peer": peer.id, "name": peer.name, **peer.link_stats()})
-        camera = self._sources.get("camera")
+        camera = self.streams.existing(TEACHER, "camera")
         return {
             "lesson": self.id,
             "teacher": {
@@ -154,7 +141,7 @@ class Lesson:
         return (
             teacher is not None
             and teacher.media_state == "connected"
-            and any(s.live for s in self._sources.values())
+            and self.streams.publishing(TEACHER)
         )
 
     def add(self, peer: Peer) -> None:
@@ -172,7 +159,58 @@ class Lesson:
     def remove(self, peer: Peer) -> None:
         if self.peers.pop(peer.id, None) is not None:
             logger.info("lesson=%s peer=%s left", self.id, peer.id)
+            if peer.role == "classroom":
+                self.floor.leave(peer.seat)
+                self.streams.publisher_left(peer.seat)
             self.changed()
+
+    # -- the floor: hands, stage, mutes and chat ----------------------------------
+
+    def classroom_seats(self) -> set[str]:
+        return {p.seat for p in self.peers.values() if p.role == "classroom"}
+
+    def seat_name(self, seat: str | None) -> str | None:
+        peer = next((p for p in self.peers.values() if p.seat == seat), None)
+        return peer.name if peer is not None else None
+
+    def raise_hand(self, peer: Peer, up: bool) -> None:
+        if up:
+            self.floor.raise_hand(peer.seat)
+        else:
+            self.floor.lower_hand(peer.seat)
+        self.changed()
+
+    def set_stage(self, seat: str | None) -> None:
+        """The teacher brings a classroom on stage, or sends it back (None)."""
+        if seat is None:
+            previous = self.floor.back_to_seat()
+        else:
+            previous = self.floor.bring_on_stage(seat, self.classroom_seats())
+            self.streams.set_muted(seat, False)
+        if previous != seat:
+            logger.info("lesson=%s stage %s -> %s", self.id, previous, seat)
+        self.streams.set_stage(seat)
+        if self.recording is not None:
+            source = self.streams.existing(seat, "microphone") if seat else None
+            self.recording.set_stage(source, seat or "")
+        self.changed()
+
+    def mute(self, seat: str, muted: bool) -> None:
+        self.floor.mute(seat, muted, self.classroom_seats())
+        self.streams.set_muted(seat, muted)
+        self.changed()
+
+    def mute_all(self, muted: bool) -> None:
+        seats = self.classroom_seats()
+        self.floor.mute_all(muted, seats)
+        for seat in seats:
+            self.streams.set_muted(seat, self.floor.is_muted(seat))
+        self.changed()
+
+    def post_chat(self, peer: Peer, text: str) -> None:
+        message = self.chat.post(peer.id, peer.name, peer.role, text)
+        for other in list(self.peers.values()):
+            other.send(message)
 
     # -- state -------------------------------------------------------------
 
@@ -203,21 +241,69 @@ class Lesson:
             },
             "media": peer.media_state,
             "recording": self.recording is not None,
+            "stage": self._seat_entry(self.floor.stage),
+            "speaking": self._speaker_entry(),
         }
         if peer.role == "teacher":
+            floor = self.floor
             state["classrooms"] = [
                 {
-                    "peer": p.id,
+                    "peer": p.seat,
                     "name": p.name,
                     "media": p.media_state,
                     "quality": p.link_stats().get("quality"),
+                    "publishing": self.streams.publishing(p.seat),
+                    "hand": p.seat in floor.hands,
+                    "on_stage": p.seat == floor.stage,
+                    "muted": floor.is_muted(p.seat),
                 }
                 for p in self.peers.values()
                 if p.role == "classroom"
             ]
+            state["hands"] = [self._seat_entry(seat) for seat in floor.hands]
+            state["all_muted"] = floor.all_muted
+            state["grid"] = [self._seat_entry(seat) for seat in self.streams.grid_for(peer.id)]
         else:
             state["video"] = peer.video_state()
+            if peer.role == "classroom":
+                state["you"] = {
+                    "peer": peer.seat,
+                    "hand": peer.seat in self.floor.hands,
+                    "on_stage": peer.seat == self.floor.stage,
+                    "muted": self.floor.is_muted(peer.seat),
+                    "publishing": self.streams.publishing(peer.seat),
+                }
         return state
+
+    def _seat_entry(self, seat: str | None) -> dict[str, Any] | None:
+        if seat is None:
+            return None
+        return {"peer": seat, "name": self.seat_name(seat)}
+
+    def _speaker_entry(self) -> dict[str, Any] | None:
+        if self.speaking is None:
+            return None
+        if self.speaking == TEACHER:
+            teacher = self.teacher
+            return {"peer": TEACHER, "name": teacher.name if teacher else None, "role": "teacher"}
+        return {"peer": self.speaking, "name": self.seat_name(self.speaking), "role": "classroom"}
+
+    def _update_speaker(self) -> None:
+        """Who speaks now: the loudest voice that is heard (the teacher's, from the
+        level its browser puts in each packet; the classrooms', from the mix)."""
+        candidates: dict[str, float] = {}
+        teacher_mic = self.streams.existing(TEACHER, "microphone")
+        if teacher_mic is not None and teacher_mic.live:
+            candidates[TEACHER] = teacher_mic.audio_level
+        stage = self.floor.stage
+        for seat, level in self.streams.levels().items():
+            if seat == stage or not self.floor.is_muted(seat):
+                candidates[seat] = level
+        loud = {k: v for k, v in candidates.items() if v > SPEAKING_DBFS}
+        speaker = max(loud, key=lambda k: loud[k]) if loud else None
+        if speaker != self.speaking:
+            self.speaking = speaker
+            self.changed()
 
     async def aclose(self) -> None:
         """Close the lesson: finish its recording (off the event loop), then the rest."""
@@ -231,12 +317,7 @@ class Lesson:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        if self._ladder is not None:
-            self._ladder.close()
-            self._ladder = None
-        for source in self._sources.values():
-            source.close()
-        self._sources.clear()
+        self.streams.close()
         recorded, self._recorded = self._recorded, None
         if recorded is not None:
             for callback in self.recording_finished:

@@ -16,10 +16,11 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from media.downlink import VideoDownlink
 from media.peer import create_peer_connection, prefer_codec
-from media.subscription import Subscription
 from media.upstream import Upstream
 from server.errors import UserError
+from server.layout import SEND, plan
 from server.protocol import Candidate
+from server.streams import TEACHER, Down
 from server.tokens import Grant
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 256
-PUBLISHERS = ("teacher",)
+AUDIO_RESERVE = 40_000.0  # bits per second kept for each audio stream a peer receives
+# Under congestion, video streams are served in this order (audio always comes first).
+PRIORITY = {"courseware": 0, "teacher-camera": 1, "stage-camera": 2, "grid": 3}
 
 
 class Peer:
@@ -41,8 +44,7 @@ class Peer:
         self.pc: RTCPeerConnection | None = None
         self.media_state = "none"
         self.upstreams: list[Upstream] = []
-        self.subscriptions: list[Subscription] = []
-        self.downlinks: list[VideoDownlink] = []
+        self.downs: list[tuple[str, Down]] = []
         self.cap = "auto"
         self._retired_counters = (0, 0)
         self.closed = False
@@ -73,11 +75,17 @@ class Peer:
 
     # -- media -----------------------------------------------------------------
 
-    async def negotiate(self, sdp: str, ice_servers: list[RTCIceServer], codec: str) -> str:
-        """Answer an offer with a new media connection, replacing any previous one."""
-        kinds = _offer_kinds(sdp)
-        publishing = self.role in PUBLISHERS
-        _check_offer(kinds, publishing)
+    @property
+    def seat(self) -> str:
+        """Who this peer is in the lesson's media: "teacher", or the classroom's seat."""
+        return TEACHER if self.role == "teacher" else self.id
+
+    async def negotiate(
+        self, sdp: str, ice_servers: list[RTCIceServer], codec: str, media: object = None
+    ) -> str:
+        """Answer an offer with a new media connection, replacing any previous one.
+        `media` names the offer's m-lines (server/layout.py)."""
+        lines = plan(self.role, _offer_kinds(sdp), media)
         await self.close_media()
         pc = create_peer_connection(ice_servers)
         self.pc = pc
@@ -95,20 +103,17 @@ class Peer:
                 await self.close_media(keep_state=True)
 
         try:
-            if publishing:
-                for kind in kinds:
-                    transceiver = pc.addTransceiver(kind, direction="recvonly")
-                    if kind == "video":
-                        prefer_codec(transceiver, codec)
-            else:
-                for kind in kinds:
-                    if kind == "video":
-                        self._add_video_downlink(pc, codec)
-                    else:
-                        subscription = Subscription(self.lesson.source_for(kind))
-                        self.subscriptions.append(subscription)
-                        transceiver = pc.addTransceiver(subscription.track, direction="sendonly")
-                        subscription.bind(transceiver.sender)
+            incoming = []
+            for line in lines:
+                if line.direction == SEND:
+                    transceiver = pc.addTransceiver(line.kind, direction="recvonly")
+                    incoming.append((transceiver, line.name))
+                else:
+                    down = self._down(line.name)
+                    transceiver = pc.addTransceiver(down.track, direction="sendonly")
+                    down.bind(transceiver.sender)
+                if line.kind == "video":
+                    prefer_codec(transceiver, codec)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except OperationError as exc:
@@ -120,13 +125,14 @@ class Peer:
                 raise UserError("bad_sdp", f"the offer cannot be used: {exc}") from None
             except (ValueError, AssertionError, IndexError, KeyError) as exc:
                 raise UserError("bad_sdp", f"the offer is not valid SDP: {exc}") from None
-            if publishing:
-                for transceiver in pc.getTransceivers():
-                    if transceiver.receiver.track is not None:
-                        source = self.lesson.source_for(transceiver.kind)
-                        self.upstreams.append(Upstream(transceiver.receiver, source))
-                if self.upstreams:
-                    self.lesson.publishing_started()
+            streams = self.lesson.streams
+            for transceiver, name in incoming:
+                if transceiver.receiver.track is not None:
+                    source = streams.source(self.seat, name)
+                    self.upstreams.append(Upstream(transceiver.receiver, source))
+                    streams.publisher_started(self.seat, name)
+            if self.upstreams and self.role == "teacher":
+                self.lesson.publishing_started()
             await pc.setLocalDescription(await pc.createAnswer())
         except BaseException:
             await self.close_media()
@@ -134,25 +140,57 @@ class Peer:
         self.lesson.changed()
         return pc.localDescription.sdp
 
-    def _add_video_downlink(self, pc: RTCPeerConnection, codec: str) -> None:
-        audio = self.lesson.source_for("audio")
-        downlink = VideoDownlink(
-            self.lesson.ladder(),
+    def _down(self, name: str) -> Down:
+        """A down stream for this peer; video ranks by PRIORITY when the line is short."""
+        rank = PRIORITY.get(name, len(PRIORITY))
+
+        def reserve() -> float:
+            higher = sum(
+                d.sent_bps
+                for n, d in self.downs
+                if isinstance(d, VideoDownlink) and PRIORITY.get(n, len(PRIORITY)) < rank
+            )
+            return self._audio_bps() + higher
+
+        down = self.lesson.streams.down(
+            self.seat,
+            self.id,
+            name,
             cap=self.cap,
-            audio_bps=lambda: max(audio.rate.bps(), 32_000.0),
+            reserve=reserve,
+            total_sent=self._total_sent,
             on_change=self.lesson.changed,
-            name=repr(self),
+            label=repr(self),
         )
-        self.downlinks.append(downlink)
-        transceiver = pc.addTransceiver(downlink.track, direction="sendonly")
-        prefer_codec(transceiver, codec)
-        downlink.bind(transceiver.sender)
+        self.downs.append((name, down))
+        return down
+
+    def _audio_bps(self) -> float:
+        audio = sum(1 for _, d in self.downs if not isinstance(d, VideoDownlink))
+        return AUDIO_RESERVE * max(audio, 1)
+
+    def _total_sent(self) -> float:
+        video = sum(d.sent_bps for _, d in self.downs if isinstance(d, VideoDownlink))
+        return video + self._audio_bps()
+
+    @property
+    def downlinks(self) -> list[VideoDownlink]:
+        return [d for _, d in self.downs if isinstance(d, VideoDownlink)]
+
+    def _main_downlink(self) -> VideoDownlink | None:
+        """The stream a classroom's quality is judged by: the teacher's camera."""
+        for name, down in self.downs:
+            if name == "teacher-camera" and isinstance(down, VideoDownlink):
+                return down
+        downlinks = self.downlinks
+        return downlinks[0] if downlinks else None
 
     def set_cap(self, cap: str) -> None:
         """The classroom's quality choice: auto, high, low or audio."""
         self.cap = cap
-        for downlink in self.downlinks:
-            downlink.set_cap(cap)
+        for name, down in self.downs:
+            if isinstance(down, VideoDownlink) and name != "grid":
+                down.set_cap(cap)
         self.lesson.changed()
 
     def evaluate_links(self) -> None:
@@ -160,9 +198,10 @@ class Peer:
             downlink.evaluate()
 
     def link_stats(self) -> dict[str, Any]:
-        if not self.downlinks:
+        downlink = self._main_downlink()
+        if downlink is None:
             return {"quality": None, "cap": self.cap}
-        stats = self.downlinks[0].stats()
+        stats = downlink.stats()
         return {
             "layer": stats.layer,
             "width": stats.width,
@@ -179,9 +218,9 @@ class Peer:
 
     def video_state(self) -> dict[str, Any]:
         """What a classroom page shows about its own video."""
-        if not self.downlinks:
+        downlink = self._main_downlink()
+        if downlink is None:
             return {"layer": None, "paused": False, "reason": None, "cap": self.cap}
-        downlink = self.downlinks[0]
         stats = downlink.stats()
         paused = downlink.paused
         reason = None
@@ -222,8 +261,9 @@ class Peer:
         pc, self.pc = self.pc, None
         for upstream in self.upstreams:
             upstream.close()
-        links: list[Subscription | VideoDownlink] = [*self.subscriptions, *self.downlinks]
-        for link in links:
+        downs = [d for _, d in self.downs]
+        self.lesson.streams.forget(self.id, downs)
+        for link in downs:
             packets, octets = link.counters()
             self._retired_counters = (
                 self._retired_counters[0] + packets,
@@ -231,8 +271,7 @@ class Peer:
             )
             link.close()
         self.upstreams = []
-        self.subscriptions = []
-        self.downlinks = []
+        self.downs = []
         if not keep_state:
             self._set_media_state("none")
         if pc is not None:
@@ -242,8 +281,7 @@ class Peer:
     def forwarded(self) -> tuple[int, int]:
         """(packets, bytes) forwarded to this peer so far, across its connections."""
         packets, octets = self._retired_counters
-        links: list[Subscription | VideoDownlink] = [*self.subscriptions, *self.downlinks]
-        for link in links:
+        for _, link in self.downs:
             p, o = link.counters()
             packets += p
             octets += o
@@ -261,14 +299,9 @@ def _offer_kinds(sdp: str) -> list[str]:
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises many kinds on bad input
         raise UserError("bad_sdp", f"the offer is not valid SDP: {exc}") from None
-    return [media.kind for media in description.media]
-
-
-def _check_offer(kinds: list[str], publishing: bool) -> None:
-    media = [k for k in kinds if k in ("audio", "video")]
-    if len(media) != len(kinds):
-        raise UserError("bad_sdp", "the offer may only carry audio and video")
-    if not media:
+    kinds = [media.kind for media in description.media]
+    if not kinds:
         raise UserError("bad_sdp", "the offer has no audio or video")
-    if media.count("audio") > 1 or media.count("video") > 1:
-        raise UserError("bad_sdp", "the offer may carry at most one audio and one video")
+    if any(kind not in ("audio", "video") for kind in kinds):
+        raise UserError("bad_sdp", "the offer may only carry audio and video")
+    return kinds

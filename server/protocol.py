@@ -13,11 +13,16 @@ MAX_CANDIDATE = 1024
 # type -> {field: (python types, required)}
 _SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "join": {"token": ((str,), False), "lesson": ((str,), False), "role": ((str,), False)},
-    "offer": {"sdp": ((str,), True)},
+    "offer": {"sdp": ((str,), True), "media": ((list,), False)},
     "candidate": {"candidate": ((dict, type(None)), True)},
     "stop": {},
     "quality": {"cap": ((str,), True)},
     "record": {"on": ((bool,), True)},
+    "hand": {"up": ((bool,), True)},
+    "stage": {"peer": ((str, type(None)), True)},
+    "mute": {"peer": ((str,), True), "on": ((bool,), True)},
+    "mute_all": {"on": ((bool,), True)},
+    "chat": {"text": ((str,), True)},
     "leave": {},
     "ping": {},
 }

@@ -13,6 +13,7 @@ from server.errors import UserError
 from server.keys import LESSONS, SETTINGS, SOCKETS, TOKENS
 from server.peer import Peer
 from server.protocol import MAX_MESSAGE_BYTES, Message, parse_candidate, parse_message
+from server.tokens import ANY_LESSON
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,15 @@ class _Connection:
         grant = tokens.verify(message.get("token"))
         tokens.check(grant, lesson=message.get("lesson"), role=message.get("role"))
         lessons = self.app[LESSONS]
-        lesson = lessons.open(grant.lesson)
+        if grant.lesson == ANY_LESSON:
+            lesson_id = message.get("lesson")
+            if not lesson_id:
+                raise UserError("bad_message", "an observer link for every lesson must name one")
+            if lessons.get(lesson_id) is None:
+                raise UserError("not_live", f"lesson {lesson_id} is not running now", fatal=True)
+        else:
+            lesson_id = grant.lesson
+        lesson = lessons.open(lesson_id)
         peer = Peer(grant, lesson, on_overflow=lambda: self._close_soon())
         replaced = lesson.teacher if grant.role == "teacher" else None
         try:
@@ -155,7 +164,10 @@ class _Connection:
         if message.type == "offer":
             settings = self.app[SETTINGS]
             sdp = await peer.negotiate(
-                message.get("sdp"), _server_ice_servers(), settings.media.video_codec
+                message.get("sdp"),
+                _server_ice_servers(),
+                settings.media.video_codec,
+                message.get("media"),
             )
             peer.send({"type": "answer", "sdp": sdp})
         elif message.type == "candidate":
@@ -167,6 +179,22 @@ class _Connection:
             if cap not in CAPS:
                 raise UserError("bad_message", f"'quality.cap' must be one of {', '.join(CAPS)}")
             peer.set_cap(cap)
+        elif message.type == "hand":
+            _require(peer, "classroom", "raises a hand")
+            peer.lesson.raise_hand(peer, bool(message.get("up")))
+        elif message.type == "stage":
+            _require(peer, "teacher", "brings a classroom on stage")
+            peer.lesson.set_stage(message.get("peer"))
+        elif message.type == "mute":
+            _require(peer, "teacher", "mutes a classroom")
+            peer.lesson.mute(message.get("peer"), bool(message.get("on")))
+        elif message.type == "mute_all":
+            _require(peer, "teacher", "mutes the classrooms")
+            peer.lesson.mute_all(bool(message.get("on")))
+        elif message.type == "chat":
+            if peer.role not in ("teacher", "classroom"):
+                raise UserError("forbidden", "observers watch unseen and do not chat")
+            peer.lesson.post_chat(peer, message.get("text"))
         elif message.type == "record":
             if peer.role != "teacher":
                 raise UserError("forbidden", "only the teacher turns recording on or off")
@@ -242,6 +270,11 @@ class _Connection:
                     self._writer.cancel()
         if not self.ws.closed:
             await self.ws.close()
+
+
+def _require(peer: Peer, role: str, what: str) -> None:
+    if peer.role != role:
+        raise UserError("forbidden", f"only the {role} {what}")
 
 
 def _server_ice_servers() -> list[RTCIceServer]:

@@ -142,3 +142,12 @@ def tone_present(samples: np.ndarray, rate: int, frequency: float) -> bool:
     band = (freqs > frequency - 15) & (freqs < frequency + 15)
     rest = (freqs > 50) & ~band
     return bool(spectrum[band].max() > 20 * np.median(spectrum[rest]))
+
+
+def band_level(samples: np.ndarray, rate: int, frequency: float) -> float:
+    """The spectrum's peak within 15 Hz of `frequency` (arbitrary units)."""
+    window = samples.astype(np.float64) * np.hanning(len(samples))
+    spectrum = np.abs(np.fft.rfft(window))
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    band = (freqs > frequency - 15) & (freqs < frequency + 15)
+    return float(spectrum[band].max())

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -11,6 +12,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.peer import create_peer_connection
 from media.receiver import ResilientReceiver
 from tests.frames import AUDIO_RATE, NumberedVideoTrack, ToneAudioTrack, read_number
 
@@ -218,6 +220,110 @@ class Classroom(LessonPeer):
     async def close(self) -> None:
         for receiver in self.receivers.values():
             receiver.close()
+        await super().close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class LayoutPeer(LessonPeer):
+    """Publishes and receives named streams (docs/protocol.md, `offer.media`), and
+    checks what arrives on each: numbered frames for video, samples for audio."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        layout: list[str],
+        *,
+        tone: float = 440.0,
+        first: int = 1,
+        width: int = 320,
+        height: int = 240,
+    ) -> None:
+        super().__init__(base_url, token)
+        # several video m-lines need MAX_BUNDLE in aiortc (research file §5.3)
+        self.pc = create_peer_connection()
+        self.layout = layout
+        self.video = NumberedVideoTrack(width, height, first=first)
+        self.audio = ToneAudioTrack(tone)
+        self.numbers: dict[str, list[int]] = {}
+        self.sizes: dict[str, set[tuple[int, int]]] = {}
+        self.audio_chunks: dict[str, list[np.ndarray]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        counts: dict[str, int] = {}
+        for entry in self.layout:
+            direction, _, name = entry.partition(":")
+            kind = (
+                "audio" if name in ("microphone",) or name.endswith(("-audio", "-mix")) else "video"
+            )
+            if direction == "send":
+                track: MediaStreamTrack = self.audio if kind == "audio" else self.video
+                self.pc.addTransceiver(track, direction="sendonly")
+            else:
+                self.pc.addTransceiver(kind, direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.signalling.send(
+            {"type": "offer", "sdp": self.pc.localDescription.sdp, "media": self.layout}
+        )
+        answer = await self.signalling.wait_for("answer", timeout=15)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        for entry, transceiver in zip(self.layout, self.pc.getTransceivers(), strict=True):
+            direction, _, name = entry.partition(":")
+            if direction != "receive":
+                continue
+            key = name
+            if name == "grid":
+                counts[name] = counts.get(name, 0) + 1
+                key = f"grid{counts[name]}"
+            track = transceiver.receiver.track
+            reader = self._read_video if transceiver.kind == "video" else self._read_audio
+            self._tasks.append(asyncio.ensure_future(reader(key, track)))
+
+    async def _read_video(self, key: str, track: MediaStreamTrack) -> None:
+        numbers = self.numbers.setdefault(key, [])
+        sizes = self.sizes.setdefault(key, set())
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
+                sizes.add((frame.width, frame.height))
+                number = read_number(frame)
+                if number is not None:
+                    numbers.append(number)
+
+    async def _read_audio(self, key: str, track: MediaStreamTrack) -> None:
+        chunks = self.audio_chunks.setdefault(key, [])
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
+                data = frame.to_ndarray()
+                if data.shape[0] == 1 and frame.layout.nb_channels == 2:
+                    data = data.reshape(-1, 2)[:, 0]
+                else:
+                    data = data[0]
+                chunks.append(data.astype(np.float64))
+
+    def samples(self, key: str, seconds: float) -> np.ndarray:
+        """The last `seconds` of audio received on `key`."""
+        chunks = self.audio_chunks.get(key, [])
+        samples = np.concatenate(chunks) if chunks else np.zeros(0)
+        return samples[-int(seconds * AUDIO_RATE) :]
+
+    async def wait_numbers(
+        self, key: str, predicate: Callable[[list[int]], bool], timeout: float = 20.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.numbers.get(key, [])):
+            if time.monotonic() > deadline:
+                got = self.numbers.get(key, [])
+                raise TimeoutError(f"{key}: {len(got)} frames, last {got[-3:]}")
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
         await super().close()
         for task in self._tasks:
             task.cancel()

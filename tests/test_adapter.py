@@ -147,3 +147,12 @@ async def test_set_host_addresses_decides_the_host_candidates(pair: Pair) -> Non
 
 async def test_enable_opus_fec_puts_inband_fec_in_the_answer(pair: Pair) -> None:
     assert "useinbandfec=1" in pair.subscriber.localDescription.sdp
+
+
+async def test_rtx_ssrcs_are_routed_to_their_receiver(pair: Pair) -> None:
+    await wait_until(lambda: len(pair.frames) >= 5)
+    assert pair.video_receiver is not None
+    router = pair.video_receiver.transport._rtp_router
+    rtx = pair.video_receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    assert rtx, "the offer declared an RTX SSRC"
+    assert all(router.ssrc_table.get(ssrc) is pair.video_receiver for ssrc in rtx)

@@ -113,3 +113,27 @@ def test_loss_is_smoothed_over_the_window() -> None:
     assert abs(c.loss - 0.05) < 1e-9
     c.report(5.0, 1500, 10)  # no new loss over the last window
     assert c.loss < 0.04
+
+
+def test_one_delay_spike_at_the_lowest_layer_does_not_stop_video() -> None:
+    c = controller(initial=2, cap=2)
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=300_000, sent_bps=150_000)
+    c.report(1.0, 1050, 0)
+    # REMB dips below the rate being sent (a busy receiver), but not far
+    assert c.update(1.0, remb=160_000, sent_bps=190_000) is None
+    assert c.layer == 2
+    c.report(2.0, 1100, 0)
+    assert c.update(2.0, remb=400_000, sent_bps=190_000) is None
+    assert c.layer == 2
+
+
+def test_lasting_congestion_at_the_lowest_layer_stops_video() -> None:
+    c = controller(initial=2, cap=2)
+    decision = None
+    for step in range(8):
+        t = step * 0.5
+        c.report(t, 1000 + 10 * step, 0)
+        decision = c.update(t, remb=160_000, sent_bps=190_000) or decision
+    assert decision is not None and decision.layer is None
+    assert c.layer is None
