@@ -1,9 +1,13 @@
 """Reading an archive back as one timeline of decoded frames.
 
 The segments are read in the manifest's order and joined end to end: each one
-starts where the one before it ended. The gap between two segments (the teacher
-reconnecting, the server restarting) is closed, not kept: a replay should not show
-seconds or minutes of nothing, and the join is marked in the result instead.
+starts where the one before it ended, and time that no segment covers is closed,
+not kept (a server that was down for minutes between two segments must not give
+the replay minutes of nothing). Within a segment, time is kept as the recorder
+wrote it. The recorder goes on writing a segment until the next connection's video
+arrives and places packets by their arrival, so a teacher's reconnect keeps its
+real length (a still picture and, where nothing was sent, silence), and the joins
+are listed in the result.
 
 A segment left by a killed process has no index and may end in a torn cluster:
 it is read up to the last packet that decodes. A packet that does not decode is
