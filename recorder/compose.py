@@ -38,18 +38,15 @@ class Composer:
             if camera.format.name == "yuv420p":
                 return camera
             return camera.reformat(format="yuv420p")
-        width, height = fit_size((camera.width, camera.height), (self.width, self.height))
-        if camera.width < width or camera.height < height:  # fit_size never upscales
-            width, height = self._cover(camera)
+        # scaled to fit the canvas, up or down: a segment from a smaller camera
+        # fills the picture rather than sitting small in its middle
+        scale = min(self.width / camera.width, self.height / camera.height)
+        width = min(self.width, even(camera.width * scale))
+        height = min(self.height, even(camera.height * scale))
         scaled = camera.reformat(width=width, height=height, format="yuv420p")
         if (width, height) == (self.width, self.height):
             return scaled
         return self._letterbox(scaled)
-
-    def _cover(self, camera: av.VideoFrame) -> tuple[int, int]:
-        # a smaller segment in a larger lesson is scaled up to fill the canvas
-        scale = min(self.width / camera.width, self.height / camera.height)
-        return even(camera.width * scale), even(camera.height * scale)
 
     def _letterbox(self, scaled: av.VideoFrame) -> av.VideoFrame:
         w, h = scaled.width, scaled.height

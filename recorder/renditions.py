@@ -121,6 +121,7 @@ class RenditionJob:
         if self._current(digest):
             logger.info("%s: renditions are current", self.output_dir)
             return "current"
+        self.output_dir.mkdir(parents=True, exist_ok=True)
         self._clean_partials()
         archive = Archive(self.archive_dir, self.archive_dir.name)
         segments = [i for p in archive.segment_paths() if (i := probe_segment(p)) is not None]

@@ -36,8 +36,9 @@ class Soundtrack:
             target = round(time * RATE)
             time += data.shape[1] / RATE
             if target > self.samples + TOLERANCE:
-                self._push(np.zeros((CHANNELS, target - self.samples), dtype=np.float32))
-                self.silence_added += target - self.samples
+                hole = target - self.samples
+                self.silence_added += hole
+                self._push(np.zeros((CHANNELS, hole), dtype=np.float32))
             elif target < self.samples - TOLERANCE:
                 data = data[:, self.samples - target :]
             if data.shape[1]:
@@ -46,10 +47,10 @@ class Soundtrack:
 
     def fill_to(self, time: float) -> Iterator[av.AudioFrame]:
         """Silence up to `time` seconds, then the frames now complete."""
-        target = round(time * RATE)
-        if target > self.samples:
-            self.silence_added += target - self.samples
-            self._push(np.zeros((CHANNELS, target - self.samples), dtype=np.float32))
+        hole = round(time * RATE) - self.samples
+        if hole > 0:
+            self.silence_added += hole
+            self._push(np.zeros((CHANNELS, hole), dtype=np.float32))
         yield from self._frames()
 
     def flush(self) -> Iterator[av.AudioFrame]:
