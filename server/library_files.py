@@ -60,7 +60,8 @@ async def lesson_file(request: web.Request) -> web.StreamResponse:
     lesson_id = request.match_info["lesson"]
     library = request.app[LIBRARY]
     # the path is checked first: nothing about the catalog leaks through odd URLs
-    path = safe_file(library.root, lesson_id, request.raw_path, request.match_info["path"])
+    raw_path = request.raw_path.partition("?")[0]
+    path = safe_file(library.root, lesson_id, raw_path, request.match_info["path"])
     viewer = viewer_of(request, request.app[TOKENS])
     entry = require_view(library.repository.get(lesson_id), viewer, lesson_id)
     private = entry.visibility == "private"

@@ -13,7 +13,7 @@ from server.errors import UserError
 from server.keys import LIBRARY, TOKENS
 from server.library_access import require_view, viewer_of
 from server.library_api import query_from
-from server.library_store import TEXT_FIELDS
+from server.library_store import TEXT_FIELDS, LibraryQuery
 from server.pages import WEB_DIR, render
 
 PAGE_SIZE = 100
@@ -43,7 +43,13 @@ async def library_page(request: web.Request) -> web.Response:
         query, problem = None, exc.message
     found = library.search(query, viewer) if query is not None else []
     lessons = [_with_text(library.describe(e, viewer)) for e in found[:PAGE_SIZE]]
-    facets = {name: library.repository.values(name) for name in TEXT_FIELDS if name != "title"}
+    # suggestions for the search fields, from the lessons this viewer may see
+    visible = library.search(LibraryQuery(), viewer)
+    facets = {
+        name: sorted({str(getattr(e, name)) for e in visible} - {""})
+        for name in TEXT_FIELDS
+        if name != "title"
+    }
     form = {
         name: request.query.get(name, "")
         for name in ("q", "subject", "grade", "teacher", "school", "from", "to")

@@ -65,9 +65,6 @@ class LibraryRepository(Protocol):
         """Matching entries, newest lesson first. Visibility is not applied here:
         `server.library_access.can_view` decides, in one place."""
 
-    def values(self, field_name: str) -> list[str]:
-        """The distinct values of a text field, for search forms."""
-
     def close(self) -> None: ...
 
 
@@ -182,15 +179,6 @@ class SqliteLibrary:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY date DESC, created DESC, id"
         return [self._entry(row) for row in self._db.execute(sql, args).fetchall()]
-
-    def values(self, field_name: str) -> list[str]:
-        if field_name not in TEXT_FIELDS:
-            raise ValueError(f"not a text field: {field_name}")
-        rows = self._db.execute(
-            f"SELECT DISTINCT {field_name} FROM library WHERE {field_name} != '' "
-            f"ORDER BY {field_name}"
-        )
-        return [str(row[0]) for row in rows]
 
     def close(self) -> None:
         self._db.close()

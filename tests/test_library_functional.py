@@ -360,6 +360,9 @@ async def test_a_private_lesson_needs_its_token_also_through_file_urls(
         assert status == 200 and segments
         status, _, _ = await get(f"{base}/library/secret1/files/hls/360p/{segments[0]}")
         assert status == 200
+        # not even its metadata shows in the list page's search suggestions
+        _, page, _ = await get(f"{base}/library")
+        assert "八年级" not in page.decode() and "教研课" not in page.decode()
         # the replay page refuses, in words
         status, page, _ = await get(f"{base}/library/secret1")
         assert status == 401 and 'data-code="private_lesson"' in page.decode()
@@ -429,6 +432,7 @@ async def test_paths_outside_a_lesson_are_refused_whatever_the_encoding(
             assert status in (400, 401, 403, 404), (path, status)
             assert secret not in body and private_mp4[:4096] not in body, path
         assert (await raw_get(server.url, base + "lesson.mp4"))[0] == 200
+        assert (await raw_get(server.url, base + "lesson.mp4?x=%2e%2e"))[0] == 200
     finally:
         await runner.cleanup()
 
