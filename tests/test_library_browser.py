@@ -3,6 +3,7 @@ vendored), reaches readyState >= 2, plays, and plays on after a seek to the midd
 a private lesson plays with its token."""
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
+from server.keys import LIBRARY
 from server.library_pages import HLS_JS
 from tests.archives import Part
 from tests.browser import chromium, open_page
@@ -31,6 +33,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
     )
     return root
+
+
+def write_status(root: Path, lesson: str, **changes: Any) -> None:
+    path = root / "var" / "library" / lesson / "status.json"
+    status = json.loads(path.read_text())
+    status.update(changes)
+    path.write_text(json.dumps(status))
 
 
 async def video_state(page: Page) -> dict[str, Any]:
@@ -111,9 +120,40 @@ async def test_the_replay_page_plays_and_seeks(prepared: Path) -> None:
             assert await page.locator('.lesson-card[data-lesson="closed1"]').count() == 0
             assert not log.problems(), log.problems()
 
+            # sound only, for a slow line: the audio rung takes over where the video was
+            await page.goto(f"{server.url}/library/open1")
+            await wait_until(page, lambda v: v["readyState"] >= 2, "had data")
+            await page.evaluate("() => { document.getElementById('video').muted = true; }")
+            await page.click("#audio-only")
+            await page.evaluate("() => document.getElementById('video').play()")
+            await wait_until(page, lambda v: v["currentTime"] > 0.5, "played sound only")
+            assert await page.locator("#audio-only").is_hidden()
+
             token = server.token("closed1", "observer")
             page, log = await open_page(browser, f"{server.url}/library/closed1?token={token}")
             await play_and_seek(page)
+            assert not log.problems(), log.problems()
+
+            # the list follows a job's progress by itself
+            library = server.app[LIBRARY]
+            library.set_state("open1", "processing")
+            write_status(prepared, "open1", state="running", stage="hls-360p", percent=10.0)
+            page, log = await open_page(browser, f"{server.url}/library")
+            card = page.locator('.lesson-card[data-lesson="open1"]')
+            assert await card.locator(".job-progress").get_attribute("value") == "10.0"
+            write_status(prepared, "open1", percent=60.0)
+            await page.wait_for_function(
+                "() => document.querySelector('.lesson-card[data-lesson=open1] progress')"
+                ".value === 60",
+                timeout=10_000,
+            )
+            write_status(prepared, "open1", state="done", stage="", percent=100.0)
+            library.set_state("open1", "ready")
+            await page.wait_for_selector(
+                '.lesson-card[data-lesson="open1"][data-state="ready"] .job[hidden]',
+                state="attached",
+                timeout=10_000,
+            )
             assert not log.problems(), log.problems()
     finally:
         await runner.cleanup()
