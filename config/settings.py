@@ -40,6 +40,9 @@ class ServerSettings:
     log_level: str = "info"
     max_peers: int = 500
     max_peers_per_lesson: int = 64
+    # Page origins other than this server's own that may open the signalling socket
+    # (e.g. "https://school.example.cn" behind a reverse proxy).
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from server.lessons import Lessons
 from server.library_routes import setup_library
 from server.metrics import setup_metrics
 from server.pages import WEB_DIR, create_templates, setup_pages
+from server.security import security_headers
 from server.signalling import websocket_handler
 from server.tokens import Tokens, load_or_create_secret
 
@@ -23,7 +24,10 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings) -> web.Application:
     adapter.set_host_addresses(settings.media.ice_addresses)
     adapter.enable_opus_fec()
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[security_headers(bool(settings.server.tls_cert)), error_middleware],
+        client_max_size=1024 * 1024,
+    )
     app[SETTINGS] = settings
     secret = settings.tokens.secret or load_or_create_secret(settings.data_path)
     app[TOKENS] = Tokens(secret)

@@ -13,12 +13,16 @@ from server.errors import UserError
 from server.keys import LESSONS, SETTINGS, SOCKETS, TOKENS
 from server.peer import Peer
 from server.protocol import MAX_MESSAGE_BYTES, Message, parse_candidate, parse_message
+from server.security import RateLimit, check_origin
 from server.tokens import ANY_LESSON
 
 logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 10.0
-HEARTBEAT = 15.0
+HEARTBEAT = 5.0  # a silent socket is found dead within about this long
+MESSAGES_PER_SECOND = 20.0
+MESSAGE_BURST = 60.0
+MAX_REFUSED = 200  # refused messages before the connection is closed
 
 
 def ice_servers_for_browsers(app: web.Application) -> list[dict[str, Any]]:
@@ -33,6 +37,7 @@ def ice_servers_for_browsers(app: web.Application) -> list[dict[str, Any]]:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    check_origin(request, request.app[SETTINGS].server.allowed_origins)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE_BYTES)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
@@ -52,6 +57,7 @@ class _Connection:
         self.ws = ws
         self.peer: Peer | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._limit = RateLimit(MESSAGES_PER_SECOND, MESSAGE_BURST)
 
     async def run(self) -> None:
         try:
@@ -142,6 +148,21 @@ class _Connection:
             text = await self._next_text()
             if text is None:
                 return
+            if not self._limit.allow():
+                if self._limit.refused > MAX_REFUSED:
+                    self.peer.send(
+                        {
+                            "type": "error",
+                            "code": "rate_limited",
+                            "fatal": True,
+                            "message": "too many messages; the connection is closed",
+                        }
+                    )
+                    return
+                self.peer.send(
+                    {"type": "error", "code": "rate_limited", "message": "too many messages"}
+                )
+                continue
             try:
                 await self._handle(parse_message(text))
             except UserError as exc:

@@ -128,6 +128,7 @@ async def test_a_burst_of_malformed_messages_leaves_the_lesson_serving(
         await teacher.join()
         await teacher.publish()
         for text, named in MALFORMED * 5:
+            await asyncio.sleep(0.06)  # under the rate limit: each gets its own answer
             await vandal.send_raw(text)
             error = await vandal.wait_for("error")
             assert error["code"] not in ("internal",), error
@@ -229,3 +230,41 @@ async def test_health_and_metrics_report_the_lesson(server: RunningServer) -> No
     assert values["zhuandi_forwarded_packets_total"] > 30
     assert values["zhuandi_forwarded_bytes_total"] > 10000
     assert values['zhuandi_keyframe_requests_total{direction="to_publishers"}'] >= 1
+
+
+async def test_a_flood_of_messages_is_rate_limited_then_cut_off(server: RunningServer) -> None:
+    flood = await joined_client(server, server.token("maths", "classroom", "flood"))
+    await flood.wait_for("joined")
+    calm = await joined_client(server, server.token("maths", "classroom", "calm"))
+    await calm.wait_for("joined")
+    for _ in range(400):
+        await flood.send({"type": "ping"})
+    error = await flood.wait_for("error", code="rate_limited")
+    assert "too many" in error["message"]
+    await asyncio.sleep(0.5)
+    assert flood.closed, "a client that keeps flooding is disconnected"
+    await calm.send({"type": "ping"})
+    await calm.wait_for("pong")
+    await flood.close()
+    await calm.close()
+
+
+async def test_a_socket_from_another_sites_page_is_refused(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(server.url + "/ws", origin="https://evil.example")
+        assert refused.value.status == 403
+        own = server.url.replace("127.0.0.1", "127.0.0.1")
+        async with http.ws_connect(server.url + "/ws", origin=own) as ws:
+            await ws.send_json({"type": "ping"})
+            assert (await ws.receive_json())["code"] == "not_joined"
+
+
+async def test_pages_carry_security_headers(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.page("maths", "classroom")) as response:
+            headers = response.headers
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
