@@ -5,7 +5,8 @@
 
 - settle time after a drop: from the drop until the bitrate the server offers the
   line (RTP and retransmissions, with packet overheads) is at or below the new
-  capacity and stays there for `SUSTAIN` seconds (or until the next change);
+  capacity and stays there for `SUSTAIN` seconds (or until the next change); 0
+  when it was already under (`already_under`: nothing had to adapt);
 - reaction time after a drop: until the first switch to a lower layer;
 - climb time after a rise: until the layer is the best one whose nominal bitrate
   plus the audio fits in `HEADROOM` of the new capacity.
@@ -130,6 +131,8 @@ def settle_after_drops(schedule: Schedule, samples: Sequence[Sample]) -> list[di
                 break
         before = [s for s in samples if s.t < start]
         level = before[-1].layer_index if before else 0
+        recent = [s.offered_bps for s in before if s.t >= start - 2.0]
+        offered_before = sum(recent) / len(recent) if recent else None
         react = None
         for sample in phase:
             if _lower(sample.layer_index, level):
@@ -141,6 +144,8 @@ def settle_after_drops(schedule: Schedule, samples: Sequence[Sample]) -> list[di
                 "from_bps": previous,
                 "to_bps": rate,
                 "settle_s": settle,
+                "offered_before_bps": round(offered_before) if offered_before else None,
+                "already_under": offered_before is not None and offered_before <= rate,
                 "first_switch_down_s": react,
                 "layers": _path(phase),
             }
