@@ -34,8 +34,10 @@ class ServerSettings:
     port: int = 8080
     public_url: str = ""
     data_dir: str = "var"
-    tls_cert: str = ""
+    tls_cert: str = ""  # a PEM file, or "self-signed" to make one for a LAN pilot
     tls_key: str = ""
+    # With TLS on, also answer plain http on this port with a redirect (0: off).
+    http_redirect_port: int = 0
     log_format: str = "text"
     log_level: str = "info"
     max_peers: int = 500
@@ -60,6 +62,10 @@ class MediaSettings:
     keyframe_min_interval: float = 1.0
     keyframe_cache_seconds: float = 1.0
     subscriber_queue_frames: int = 30
+    # coturn with use-auth-secret: browsers get short-lived credentials for these URLs
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl: str = "6h"
 
 
 @dataclass(frozen=True)
@@ -242,8 +248,12 @@ def _validate(instance: Any, path: str) -> None:
             )
         if instance.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("server.log_level must be debug, info, warning or error")
-        if bool(instance.tls_cert) != bool(instance.tls_key):
+        if instance.tls_cert != "self-signed" and bool(instance.tls_cert) != bool(
+            instance.tls_key
+        ):
             raise ConfigError("server.tls_cert and server.tls_key must be given together")
+        if not 0 <= instance.http_redirect_port <= 65535:
+            raise ConfigError("server.http_redirect_port must be between 0 and 65535")
         if instance.max_peers < 1 or instance.max_peers_per_lesson < 1:
             raise ConfigError("server.max_peers and server.max_peers_per_lesson must be at least 1")
     elif isinstance(instance, MediaSettings):
@@ -262,6 +272,17 @@ def _validate(instance: Any, path: str) -> None:
             raise ConfigError("media.keyframe_min_interval must be positive")
         if instance.subscriber_queue_frames < 2:
             raise ConfigError("media.subscriber_queue_frames must be at least 2")
+        for url in instance.turn_urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ConfigError(f"media.turn_urls: {url!r} is not a turn: or turns: URL")
+        if instance.turn_urls and not instance.turn_secret:
+            raise ConfigError(
+                "media.turn_urls needs media.turn_secret (coturn's static-auth-secret)"
+            )
+        try:
+            parse_duration(instance.turn_ttl)
+        except ValueError as exc:
+            raise ConfigError(f"media.turn_ttl: {exc}") from None
     elif isinstance(instance, IceServerSettings):
         if not instance.urls:
             raise ConfigError(f"{path}.urls must list at least one stun:, turn: or turns: URL")

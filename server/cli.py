@@ -3,19 +3,12 @@
 import argparse
 import asyncio
 import os
-import signal
-import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from aiohttp import web
-
 from config import ConfigError, Settings, load_settings, parse_duration
 from server.logs import configure_logging
-
-DEMO_LESSON = "demo"
-DEMO_CLASSROOMS = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,8 +45,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="a stun:/turn: URL given to browsers (repeat; credentials go in the config file)",
     )
+    serve.add_argument(
+        "--tls",
+        choices=["self-signed"],
+        help="make and use a self-signed certificate (a LAN pilot; browsers will warn once)",
+    )
     serve.add_argument("--tls-cert", help="TLS certificate (PEM)")
     serve.add_argument("--tls-key", help="TLS private key (PEM)")
+    serve.add_argument(
+        "--http-redirect-port",
+        type=int,
+        help="with TLS on, redirect plain http on this port to https",
+    )
     serve.add_argument("--public-url", help="the URL that printed links start with")
     serve.add_argument("--data-dir", help="where the database and recordings live (default var)")
     serve.add_argument("--log-format", choices=["text", "json"])
@@ -110,61 +113,22 @@ def _serve(args: argparse.Namespace) -> int:
         ("public_url", "public_url"),
         ("data_dir", "data_dir"),
         ("log_format", "log_format"),
+        ("http_redirect_port", "http_redirect_port"),
     ):
         if getattr(args, flag) is not None:
             server[key] = getattr(args, flag)
+    if args.tls == "self-signed":
+        server["tls_cert"] = "self-signed"
     if args.ice_addresses:
         media["ice_addresses"] = args.ice_addresses
     if args.ice_servers:
         media["ice_servers"] = [{"urls": [url]} for url in args.ice_servers]
     settings = _settings(args, {"server": server, "media": media})
     configure_logging(settings.server.log_format, settings.server.log_level)
-    asyncio.run(_run_server(settings, demo=args.demo))
+    from server.serve import run_server
+
+    asyncio.run(run_server(settings, demo=args.demo))
     return 0
-
-
-async def _run_server(settings: Settings, demo: bool) -> None:
-    from server.app import create_app
-    from server.keys import TOKENS
-
-    app = create_app(settings)
-    ssl_context = None
-    if settings.server.tls_cert:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ssl_context.load_cert_chain(settings.server.tls_cert, settings.server.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, ssl_context=ssl_context)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(
-            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}"
-        ) from None
-    print(f"Zhuandi is serving on {settings.base_url}  (Ctrl-C stops it)", flush=True)
-    if demo:
-        ttl = parse_duration(settings.tokens.default_ttl)
-        tokens = app[TOKENS]
-        base = settings.base_url
-        teacher = tokens.issue(DEMO_LESSON, "teacher", "主讲教室", ttl)
-        print(f"teacher: {base}/lesson/{DEMO_LESSON}/teacher?token={teacher}")
-        for i in range(1, DEMO_CLASSROOMS + 1):
-            token = tokens.issue(DEMO_LESSON, "classroom", f"接收教室 {i}", ttl)
-            print(f"classroom {i}: {base}/lesson/{DEMO_LESSON}/classroom?token={token}")
-        sys.stdout.flush()
-    try:
-        await stop.wait()
-    finally:
-        print("Zhuandi is stopping…", flush=True)
-        await runner.cleanup()
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from server.peer import Peer
 from server.protocol import MAX_MESSAGE_BYTES, Message, parse_candidate, parse_message
 from server.security import RateLimit, check_origin
 from server.tokens import ANY_LESSON
+from server.turn import ice_servers_for
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +24,6 @@ HEARTBEAT = 5.0  # a silent socket is found dead within about this long
 MESSAGES_PER_SECOND = 20.0
 MESSAGE_BURST = 60.0
 MAX_REFUSED = 200  # refused messages before the connection is closed
-
-
-def ice_servers_for_browsers(app: web.Application) -> list[dict[str, Any]]:
-    servers = []
-    for server in app[SETTINGS].media.ice_servers:
-        entry: dict[str, Any] = {"urls": list(server.urls)}
-        if server.username:
-            entry["username"] = server.username
-            entry["credential"] = server.credential
-        servers.append(entry)
-    return servers
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -136,7 +126,7 @@ class _Connection:
                 "role": peer.role,
                 "name": peer.name,
                 "lesson": lesson.id,
-                "iceServers": ice_servers_for_browsers(self.app),
+                "iceServers": ice_servers_for(settings.media, f"{lesson.id}-{peer.id}"),
                 "videoCodec": settings.media.video_codec,
             }
         )

@@ -246,3 +246,27 @@ def test_token_prints_a_join_url_that_the_server_accepts(tmp_path: Path) -> None
         env=env,
     )
     assert bad.returncode == 2 and "bad lesson id" in bad.stderr
+
+
+async def test_a_self_signed_certificate_serves_https_and_http_redirects(
+    tmp_path: Path, stop_all: list[Served]
+) -> None:
+    redirect_port = free_port()
+    served = await serve(
+        tmp_path, "--tls", "self-signed", "--http-redirect-port", str(redirect_port)
+    )
+    stop_all.append(served)
+    line = await served.read_until("Zhuandi is serving")
+    assert "https://" in line
+    cert = tmp_path / "var" / "tls" / "self-signed.pem"
+    context = ssl.create_default_context(cafile=str(cert))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"https://localhost:{served.port}/healthz", ssl=context) as response:
+            assert response.status == 200
+            assert "max-age" in response.headers["Strict-Transport-Security"]
+        url = f"http://localhost:{redirect_port}/lesson/x/classroom?token=abc"
+        async with http.get(url, allow_redirects=False) as response:
+            assert response.status == 301
+            assert response.headers["Location"] == (
+                f"https://localhost:{served.port}/lesson/x/classroom?token=abc"
+            )
