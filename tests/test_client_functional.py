@@ -5,6 +5,7 @@ leaves cleanly on SIGTERM and comes back after the server restarts."""
 import asyncio
 import contextlib
 import fractions
+import itertools
 import json
 import re
 import signal
@@ -24,6 +25,7 @@ from tests.frames import AUDIO_RATE, numbered_image, read_number, tone_present
 from tests.peers import Classroom, Teacher
 
 ROOT = Path(__file__).resolve().parent.parent
+TOP = 360  # the teacher's own stream, forwarded as sent
 
 
 # The real CLI, with one test-only restriction: ICE host candidates on loopback only,
@@ -135,13 +137,20 @@ def stream(info: dict[str, Any], kind: str) -> dict[str, Any]:
     return found[0]
 
 
-def recorded_numbers(path: Path) -> list[int | None]:
-    """Every frame's number, in file order, up to a torn end."""
-    numbers: list[int | None] = []
+def recorded_frames(path: Path) -> list[tuple[int | None, int]]:
+    """(number, height) of every frame, in file order, up to a torn end."""
+    frames: list[tuple[int | None, int]] = []
     with av.open(str(path)) as container, contextlib.suppress(av.FFmpegError):
         for frame in container.decode(video=0):
-            numbers.append(read_number(frame))
-    return numbers
+            frames.append((read_number(frame), frame.height))
+    return frames
+
+
+def undamaged_frames(path: Path) -> list[tuple[int, int]]:
+    frames = recorded_frames(path)
+    clean = [(number, height) for number, height in frames if number is not None]
+    assert len(clean) == len(frames), "a recorded frame decoded damaged"
+    return clean
 
 
 def recorded_audio(path: Path) -> np.ndarray:
@@ -154,20 +163,39 @@ def recorded_audio(path: Path) -> np.ndarray:
 
 def runs(numbers: list[int]) -> list[list[int]]:
     """Split where the numbers go back (a new teacher, or the clip starting over)."""
-    result: list[list[int]] = []
-    for n in numbers:
-        if result and n > result[-1][-1]:
-            result[-1].append(n)
+    return [[n for n, _ in run] for run in frame_runs([(n, 0) for n in numbers])]
+
+
+def frame_runs(frames: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    result: list[list[tuple[int, int]]] = []
+    for frame in frames:
+        if result and frame[0] >= result[-1][-1][0]:
+            result[-1].append(frame)
         else:
-            result.append([n])
+            result.append([frame])
     return result
 
 
-def assert_few_gaps(numbers: list[int], share: float = 0.95) -> None:
+def assert_few_gaps(frames: list[tuple[int, int]], share: float = 0.95) -> None:
+    """(number, height) in file order: in order, and few frames missing beyond what
+    each layer drops by design. The server adapts every classroom's video to its line
+    (aiortc's early REMB is often low enough for a switch): its 180p layer runs at
+    15 fps, and a switch's first keyframe may show the last frame again."""
+    numbers = [number for number, _ in frames]
     assert numbers == sorted(numbers), "frame numbers out of order"
-    assert len(set(numbers)) == len(numbers), "a frame twice"
+    switches = sum(a[1] != b[1] for a, b in itertools.pairwise(frames))
+    assert len(numbers) - len(set(numbers)) <= 2 + switches, "frames repeated"
+    full = [(a, b) for (a, ha), (b, hb) in itertools.pairwise(frames) if ha == hb == TOP]
+    missing = sum(max(b - a - 1, 0) for a, b in full)
+    assert missing <= (1 - share) * (len(full) + missing), f"{missing} of the 360p frames lost"
     span = numbers[-1] - numbers[0] + 1
-    assert len(numbers) >= share * span, f"too many gaps: {len(numbers)} of {span}"
+    assert len(set(numbers)) >= 0.45 * span, f"too many gaps: {len(set(numbers))} of {span}"
+
+
+def assert_in_order(numbers: list[int], share: float) -> None:
+    assert numbers == sorted(numbers), "frame numbers out of order"
+    span = numbers[-1] - numbers[0] + 1
+    assert len(set(numbers)) >= share * span, f"too many gaps: {len(set(numbers))} of {span}"
 
 
 # -- tests -----------------------------------------------------------------------
@@ -195,11 +223,9 @@ async def test_the_cli_records_what_the_teacher_sends(
     assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 640, 360)
     assert (audio["codec_name"], audio["sample_rate"]) == ("opus", "48000")
     assert 6.0 <= float(info["format"]["duration"]) <= 8.5
-    decoded = recorded_numbers(out)
-    numbers = [n for n in decoded if n is not None]
-    assert len(numbers) == len(decoded), "a recorded frame decoded damaged"
-    assert len(numbers) >= 6 * 30
-    assert_few_gaps(numbers)
+    frames = undamaged_frames(out)
+    assert len(frames) >= 5 * 30
+    assert_few_gaps(frames)
     sound = recorded_audio(out)
     assert len(sound) >= 6 * AUDIO_RATE
     assert tone_present(sound[-2 * AUDIO_RATE :], AUDIO_RATE, 440.0)
@@ -228,9 +254,9 @@ async def test_an_h264_lesson_records_to_fragmented_mp4(tmp_path: Path) -> None:
     video = stream(info, "video")
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 640, 360)
     assert stream(info, "audio")["codec_name"] == "opus"
-    decoded = recorded_numbers(out)
-    assert None not in decoded and len(decoded) >= 5 * 30
-    assert_few_gaps([n for n in decoded if n is not None])
+    frames = undamaged_frames(out)
+    assert len(frames) >= 4 * 30
+    assert_few_gaps(frames)
 
 
 def make_clip(path: Path, frames: int = 90, tone: float = 660.0) -> None:
@@ -281,14 +307,14 @@ async def test_the_cli_publishes_a_file_as_the_teacher(
         await classroom.close()
 
     assert "live" in cli.stdout and "sent video" in cli.stdout
-    assert classroom.sizes == {(640, 360)}
+    assert (640, 360) in classroom.sizes  # and maybe a lower layer, see assert_few_gaps
     assert classroom.damaged <= 2
     passes = runs(classroom.numbers)
     for numbers in passes:
         assert 1 <= numbers[0] and numbers[-1] <= 90
     whole = passes[1]  # the first may have begun before the classroom saw it
     assert whole[0] <= 3 and whole[-1] >= 85, whole
-    assert_few_gaps(whole, share=0.9)
+    assert_in_order(whole, share=0.45)
     audio = classroom.audio()
     assert tone_present(audio[-AUDIO_RATE * 2 :], classroom.audio_rate, 660.0)
 
@@ -356,9 +382,9 @@ async def test_sigterm_leaves_and_finishes_the_recording(
     assert "SIGTERM: leaving the lesson" in cli.stdout
     info = probe(out)
     assert float(info["format"]["duration"]) >= 3.0  # written by a clean close only
-    decoded = recorded_numbers(out)
-    assert None not in decoded and len(decoded) >= 90
-    assert_few_gaps([n for n in decoded if n is not None])
+    frames = undamaged_frames(out)
+    assert len(frames) >= 60
+    assert_few_gaps(frames)
 
 
 @pytest.mark.timeout(60)
@@ -384,12 +410,11 @@ async def test_a_killed_cli_leaves_a_recording_that_plays(
     assert match is not None, progress
     video_frames, audio_packets = int(match[1]), int(match[2])
     assert video_frames >= 60, progress
-    decoded = recorded_numbers(out)
-    assert None not in decoded
+    frames = undamaged_frames(out)
     # all that was recorded but the last two seconds at most: the cluster being
     # written, and what FFmpeg held back to interleave audio with later video
-    assert len(decoded) >= video_frames - 2 * 30, (len(decoded), progress)
-    assert_few_gaps([n for n in decoded if n is not None])
+    assert len(frames) >= video_frames - 2 * 30, (len(frames), progress)
+    assert_few_gaps(frames)
     audio_frame = AUDIO_RATE // 50
     assert len(recorded_audio(out)) >= (audio_packets - 2 * 50) * audio_frame, progress
 
@@ -429,12 +454,10 @@ async def test_the_cli_offers_again_when_the_media_connection_drops(
         await teacher.close()
 
     assert sum("live" in line for line in cli.lines) >= 2, cli.stdout
-    decoded = recorded_numbers(out)
-    assert None not in decoded
-    numbers = [n for n in decoded if n is not None]
-    assert len(numbers) >= 6 * 30
+    frames = undamaged_frames(out)
+    assert len(frames) >= 4 * 30
     # one teacher throughout: in order, with the reconnection's gap
-    assert_few_gaps(numbers, share=0.85)
+    assert_few_gaps(frames, share=0.85)
 
 
 @pytest.mark.timeout(120)
@@ -477,13 +500,11 @@ async def test_the_cli_comes_back_after_the_server_restarts(tmp_path: Path) -> N
         with contextlib.suppress(Exception):
             await runner.cleanup()
 
-    decoded = recorded_numbers(out)
-    assert None not in decoded
-    teachers = runs([n for n in decoded if n is not None])
+    teachers = frame_runs(undamaged_frames(out))
     assert len(teachers) == 2, [(r[0], r[-1], len(r)) for r in teachers]
-    for numbers in teachers:
-        assert len(numbers) >= 60
-        assert_few_gaps(numbers)
+    for frames in teachers:
+        assert len(frames) >= 45
+        assert_few_gaps(frames)
 
 
 def test_join_urls_are_read_as_zhuandi_token_prints_them() -> None:
