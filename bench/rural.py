@@ -156,8 +156,8 @@ class Sampler:
 
     def sample(self, now: float) -> None:
         lesson = self.server.lessons.get(LESSON)
-        camera = lesson.sources.get("camera") if lesson is not None else None
-        microphone = lesson.sources.get("microphone") if lesson is not None else None
+        camera = lesson.source_for("video") if lesson is not None else None
+        microphone = lesson.source_for("audio") if lesson is not None else None
         requests = camera.keyframe_requests if camera is not None else (0, 0)
         for name, line in self.rooms.items():
             peer = classroom_peer(lesson, name)

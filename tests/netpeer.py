@@ -236,8 +236,7 @@ async def start_teacher(
             deadline = time.monotonic() + timeout
             while True:
                 live = server.lessons.get(lesson)
-                camera = live.sources.get("camera") if live is not None else None
-                if live is not None and live.live and camera is not None and camera.size:
+                if live is not None and live.live and live.source_for("video").size:
                     return teacher
                 if time.monotonic() > deadline:
                     raise TimeoutError("the teacher did not go live")

@@ -46,9 +46,7 @@ def sampler_for(server: RunningServer, lines: list[Line]) -> LinkSampler:
 
 def keyframes_to_teacher(server: RunningServer) -> int:
     lesson = server.lessons.get(LESSON)
-    if lesson is None or "camera" not in lesson.sources:
-        return 0
-    return lesson.sources["camera"].keyframe_requests[1]
+    return lesson.source_for("video").keyframe_requests[1] if lesson is not None else 0
 
 
 def describe(sampler: LinkSampler, name: str, t0: float) -> str:
