@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         "--remb", action="store_true", help="classrooms send aiortc's REMB (may move them to 360p)"
     )
     parser.add_argument("--clip", type=Path, help="reuse a clip made by bench.clip")
-    parser.add_argument("--plot", type=Path, default=REPO / "bench" / "results" / "fanout.png")
+    parser.add_argument("--plot", type=Path, default=REPO / "bench" / "out" / "fanout.png")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     return parser
 
@@ -160,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratio,
         "plot": str(args.plot) if plot_problem is None else f"none: {plot_problem}",
     }
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
     print(human_summary(rows, modes, ratio), file=sys.stderr)
     return 0
 
