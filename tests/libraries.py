@@ -1,12 +1,22 @@
 """Data directories with processed library lessons, made through the real CLI
 (`zhuandi library reprocess` and `set`), for the library's server and browser tests."""
 
+import asyncio
+import dataclasses
+import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+from aiohttp import web
+
+from config.settings import ServerSettings
 from tests.archives import Part, make_archive
+from tests.conftest import RunningServer, make_settings, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +49,95 @@ def copy_data(source: Path, target: Path) -> Path:
     """A copy of a data directory for a test that changes it."""
     shutil.copytree(source, target, symlinks=True)
     return target
+
+
+# Three processed lessons with metadata, for the search, access and CLI tests.
+CATALOG = {
+    "alg1": (
+        [Part(3.0)],
+        {
+            "title": "一元一次方程",
+            "subject": "数学",
+            "grade": "七年级",
+            "teacher": "王老师",
+            "school": "城关中学",
+            "date": "2026-03-02",
+            "tags": "代数,方程",
+            "visibility": "public",
+        },
+    ),
+    "poem1": (
+        [Part(2.0)],
+        {
+            "title": "静夜思",
+            "subject": "语文",
+            "grade": "二年级",
+            "teacher": "李老师",
+            "school": "希望小学",
+            "date": "2026-03-05",
+            "tags": "古诗",
+        },
+    ),
+    "secret1": (
+        [Part(2.0)],
+        {
+            "title": "教研课",
+            "subject": "数学",
+            "grade": "八年级",
+            "teacher": "王老师",
+            "school": "城关中学",
+            "date": "2026-04-01",
+            "visibility": "private",
+        },
+    ),
+}
+
+
+def prepare_catalog(root: Path) -> Path:
+    """`root/var`: the CATALOG's lessons, processed; returns `root` (make_settings' arg)."""
+    prepare_library(root / "var", CATALOG)
+    (root / "var" / "secret.key").write_text("s" * 64 + "\n")
+    return root
+
+
+async def library_server(root: Path, **library: Any) -> tuple[web.AppRunner, RunningServer]:
+    """A server on `root`'s data directory, processing at once."""
+    settings = make_settings(root, library={"process_delay": 0, **library})
+    runner, server = await start_server(settings)
+    return runner, server
+
+
+async def get(url: str, **kwargs: Any) -> tuple[int, bytes, dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:
+        return response.status, await response.read(), dict(response.headers)
+
+
+async def get_json(url: str, **kwargs: Any) -> tuple[int, Any]:
+    status, body, _ = await get(url, **kwargs)
+    return status, json.loads(body)
+
+
+async def wait_ready(server: RunningServer, lesson: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    body: Any = None
+    while time.monotonic() < deadline:
+        status, body = await get_json(f"{server.url}/api/library/{lesson}")
+        if status == 200 and body["state"] == "ready":
+            return dict(body)
+        assert status in (200, 404), body
+        assert status != 200 or body["state"] != "failed", body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"lesson {lesson} never became ready: {body}")
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    """The lesson ids of a GET /api/library answer."""
+    return [lesson["id"] for lesson in body["lessons"]]
+
+
+def closing_at_once() -> dict[str, Any]:
+    """[server] settings under which an empty lesson closes at once. A grace that
+    keeps a dropped peer's seat, where the server has one, would hold the lesson,
+    and so its library job, open that long."""
+    names = {f.name for f in dataclasses.fields(ServerSettings)}
+    return {"reconnect_grace": 0.5} if "reconnect_grace" in names else {}
