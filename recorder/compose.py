@@ -1,12 +1,11 @@
-"""The output picture: each camera frame fitted to one fixed canvas.
+"""The output picture: the newest frame of each video source, drawn on one canvas.
 
 A lesson's segments may differ in size (the teacher changed camera), and a library
-file has one. A frame is scaled to fit the canvas, keeping its shape, and the rest
-is black. This is also where a second video source will join: with courseware,
-`Composer.compose()` will take the newest frame of each source and draw the
-courseware large with the teacher picture-in-picture; the job's timeline already
-carries frames tagged by time, so only this module and the reader's source list
-change.
+file has one. Today there is one source, the camera: its frame is scaled to fit the
+canvas, keeping its shape, and the rest is black. A second source joins here: the
+timeline tags every frame with its source, `update()` keeps the newest of each, and
+`picture()` will draw the courseware large with the teacher picture-in-picture
+(a scaled camera frame pasted into a corner, as `_letterbox` pastes one now).
 """
 
 import av
@@ -27,13 +26,25 @@ def fit_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return even(width * scale), even(height * scale)
 
 
+CAMERA = "camera"
+
+
 class Composer:
     def __init__(self, width: int, height: int) -> None:
         self.width = width
         self.height = height
+        self.latest: dict[str, av.VideoFrame] = {}
+
+    def update(self, source: str, frame: av.VideoFrame) -> None:
+        self.latest[source] = frame
+
+    def picture(self) -> av.VideoFrame | None:
+        """The canvas now (yuv420p, without a timestamp); None before any frame."""
+        camera = self.latest.get(CAMERA)
+        return None if camera is None else self.compose(camera)
 
     def compose(self, camera: av.VideoFrame) -> av.VideoFrame:
-        """The canvas showing `camera` (yuv420p, without a timestamp)."""
+        """The canvas showing `camera` alone."""
         if (camera.width, camera.height) == (self.width, self.height):
             if camera.format.name == "yuv420p":
                 return camera

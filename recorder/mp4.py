@@ -62,7 +62,10 @@ def write_mp4(
             if isinstance(item, TimedVideo):
                 if video is None or composer is None:
                     continue
-                picture = composer.compose(item.frame)
+                composer.update(item.source, item.frame)
+                picture = composer.picture()
+                if picture is None:
+                    continue
                 pts = max(round(item.time * VIDEO_CLOCK), last_pts + 1)
                 if frames == 0:
                     pts = 0  # the first picture stands from the start

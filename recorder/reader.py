@@ -48,6 +48,7 @@ class ReadStats:
 class TimedVideo:
     time: float  # seconds on the output timeline
     frame: av.VideoFrame
+    source: str = "camera"  # which picture: the only one until courseware is recorded
 
 
 @dataclass(frozen=True)
