@@ -9,7 +9,8 @@
   when it was already under (`already_under`: nothing had to adapt);
 - reaction time after a drop: until the first switch to a lower layer;
 - climb time after a rise: until the layer is the best one whose nominal bitrate
-  plus the audio fits in `HEADROOM` of the new capacity.
+  plus the audio fits in `HEADROOM` of the new capacity, and stays at least that
+  good for `SUSTAIN` seconds (or until the next change).
 """
 
 from collections.abc import Sequence
@@ -103,10 +104,23 @@ def phase_summary(schedule: Schedule, samples: Sequence[Sample]) -> list[dict[st
                 "offered_bps": round(sum(s.offered_bps for s in phase) / len(phase)),
                 "delivered_bps": round(sum(s.delivered_bps for s in phase) / len(phase)),
                 "over_capacity_share": round(over / len(phase), 3),
+                "delivered_share_of_capacity": round(
+                    sum(s.delivered_bps for s in phase) / len(phase) / rate, 3
+                ),
+                "seconds_by_layer": _seconds_by_layer(phase),
                 "audio_only_s": round(sum(1 for s in phase if s.layer is None) * _step(phase), 1),
                 "layers": _path(phase),
             }
         )
+    return out
+
+
+def _seconds_by_layer(phase: Sequence[Sample]) -> dict[str, float]:
+    step = _step(phase)
+    out: dict[str, float] = {}
+    for sample in phase:
+        name = sample.layer or "audio only"
+        out[name] = round(out.get(name, 0.0) + step, 1)
     return out
 
 
@@ -161,10 +175,15 @@ def climb_after_rises(schedule: Schedule, samples: Sequence[Sample]) -> list[dic
             continue
         phase = [s for s in samples if start <= s.t < end]
         target = best_fitting(phase[0], rate) if phase else None
-        climb = None
+        climb = first = None
         if target is not None:
-            for sample in phase:
-                if sample.layer_index is not None and sample.layer_index <= target:
+            for index, sample in enumerate(phase):
+                if not _at_least(sample, target):
+                    continue
+                if first is None:
+                    first = round(sample.t - start, 2)
+                horizon = min(sample.t + SUSTAIN, end)
+                if all(_at_least(s, target) for s in phase[index:] if s.t <= horizon):
                     climb = round(sample.t - start, 2)
                     break
         out.append(
@@ -174,10 +193,20 @@ def climb_after_rises(schedule: Schedule, samples: Sequence[Sample]) -> list[dic
                 "to_bps": rate,
                 "target_layer": target,
                 "climb_s": climb,
+                "first_reached_s": first,
+                "share_on_target": round(
+                    sum(1 for s in phase if _at_least(s, target)) / len(phase), 3
+                )
+                if phase and target is not None
+                else None,
                 "layers": _path(phase),
             }
         )
     return out
+
+
+def _at_least(sample: Sample, target: int) -> bool:
+    return sample.layer_index is not None and sample.layer_index <= target
 
 
 def best_fitting(sample: Sample, capacity: int) -> int | None:

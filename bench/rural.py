@@ -133,6 +133,34 @@ class RtpBytes:
         return 0
 
 
+class Decisions(logging.Handler):
+    """The server's layer decisions, with their reasons, as media.downlink logs
+    them, in seconds from the profile's start (`mark_start`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.wall_start = time.time()
+        self.seen: list[tuple[float, str]] = []
+
+    def mark_start(self) -> None:
+        self.wall_start = time.time()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((round(record.created - self.wall_start, 2), record.getMessage()))
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        logger = logging.getLogger("media.downlink")
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+
+
 def classroom_peer(lesson: Lesson | None, name: str) -> Peer | None:
     if lesson is None:
         return None
@@ -189,10 +217,13 @@ class Sampler:
             )
 
 
-async def follow(schedule: Schedule, lines: list[Line], sampler: Sampler) -> None:
+async def follow(
+    schedule: Schedule, lines: list[Line], sampler: Sampler, decisions: Decisions
+) -> None:
     """Run the schedule on every line, sampling all along."""
     start = time.monotonic()
     sampler.start = start
+    decisions.mark_start()
     sampler.sample(start)
     steps = list(schedule.steps)
     tick = 0
@@ -279,8 +310,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     names = [f"classroom-{i + 1}" for i in range(args.classrooms)]
     counter = RtpBytes()
+    decisions = Decisions()
     figures: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="rural-") as tmp, Lines() as lines, counter.installed():
+    with (
+        tempfile.TemporaryDirectory(prefix="rural-") as tmp,
+        Lines() as lines,
+        counter.installed(),
+        decisions.installed(),
+    ):
         workdir = Path(tmp)
         rooms = {name: lines.add(schedule.steps[0][1], loss_percent=args.loss) for name in names}
         async with serve_on_lines(workdir, lines) as server:
@@ -301,7 +338,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         await wait_for_video(server, names, timeout=30)
                         await asyncio.sleep(lead)
                         before = await page.evaluate(BROWSER_STATS) or {}
-                        await follow(schedule, list(rooms.values()), sampler)
+                        await follow(schedule, list(rooms.values()), sampler, decisions)
                         after = await page.evaluate(BROWSER_STATS) or {}
                         figures[names[0]] = browser_figures(before, after, schedule.duration)
                         figures[names[0]]["page_problems"] = log.problems()
@@ -316,7 +353,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         processes.append(process)
                     await wait_for_video(server, names, timeout=30)
                     await asyncio.sleep(lead)
-                    await follow(schedule, list(rooms.values()), sampler)
+                    await follow(schedule, list(rooms.values()), sampler, decisions)
                     for process in processes:
                         await process.stop()
                         result = await process.result()
@@ -344,22 +381,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_average_after": load_average(),
         },
     }
-    all_samples = [s for name in names for s in sampler.samples[name]]
-    report["keyframes"] = keyframe_rates(sampler.samples[names[0]]) if all_samples else {}
     for name in names:
-        samples = sampler.samples[name]
+        report["classrooms"][name] = figures.get(name, {})
+    # "<lesson> peer=<id> layer a -> b: reason (...)", seconds from the profile's start
+    report["layer_decisions"] = [[t, message] for t, message in decisions.seen]
+    return analyse(report, schedule, sampler.samples, out)
+
+
+def analyse(
+    report: dict[str, Any], schedule: Schedule, samples: dict[str, list[Sample]], out: Path
+) -> dict[str, Any]:
+    """Add the capacity figures, the samples, the plots and the verdict to a report
+    that has each classroom's own figures, and write it all to `out`."""
+    first = next(iter(samples.values()), [])
+    report["keyframes"] = keyframe_rates(first)
+    for name, mine in samples.items():
         report["classrooms"][name] = {
-            "phases": phase_summary(schedule, samples),
-            "drops": settle_after_drops(schedule, samples),
-            "rises": climb_after_rises(schedule, samples),
-            "time_audio_only_s": round(sum(SAMPLE_EVERY for s in samples if s.layer is None), 1),
-            **figures.get(name, {}),
+            **report["classrooms"].get(name, {}),
+            "phases": phase_summary(schedule, mine),
+            "drops": settle_after_drops(schedule, mine),
+            "rises": climb_after_rises(schedule, mine),
+            "time_audio_only_s": round(sum(SAMPLE_EVERY for s in mine if s.layer is None), 1),
         }
-        (out / f"{name}-samples.json").write_text(json.dumps([asdict(s) for s in samples]))
-        title = f"{report['profile']}: {report['classroom']}" + (
-            f", {args.loss}% loss" if args.loss else ""
-        )
-        why = plot(samples, out / f"{name}.png", title)
+        (out / f"{name}-samples.json").write_text(json.dumps([asdict(s) for s in mine]))
+        loss = report.get("loss_percent")
+        title = f"{report['profile']}: {report['classroom']}" + (f", {loss}% loss" if loss else "")
+        why = plot(mine, out / f"{name}.png", title)
         report["classrooms"][name]["plot"] = str(out / f"{name}.png") if why is None else why
     report["verdict"] = verdict(report)
     (out / "rural.json").write_text(json.dumps(report, indent=2))
@@ -387,6 +434,18 @@ def verdict(report: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
+def reanalyse(out: Path) -> dict[str, Any]:
+    """Recompute the figures of an earlier run from its OUT/rural.json and samples."""
+    report = json.loads((out / "rural.json").read_text())
+    steps = tuple((float(step["at_s"]), int(step["bps"])) for step in report["schedule"])
+    schedule = Schedule(steps, float(report["duration_s"]))
+    samples = {
+        name: [Sample(**raw) for raw in json.loads((out / f"{name}-samples.json").read_text())]
+        for name in report["classrooms"]
+    }
+    return analyse(report, schedule, samples, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -401,7 +460,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", type=float, default=0.0, help="random loss on each line, %%")
     parser.add_argument("--lead", type=float, default=3.0, help="seconds of video before")
     parser.add_argument("--browser", action="store_true", help="Chromium as the classroom")
+    parser.add_argument(
+        "--reanalyse", action="store_true", help="recompute the figures of OUT's last run"
+    )
     args = parser.parse_args(argv)
+    if args.reanalyse:
+        json.dump(reanalyse(args.out), sys.stdout, indent=2)
+        print()
+        return 0
     if args.browser and args.classrooms != 1:
         parser.error("--browser runs one classroom")
     reason = unavailable()

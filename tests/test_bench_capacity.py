@@ -59,11 +59,13 @@ def test_settle_counts_until_the_offered_rate_stays_under_the_new_capacity() -> 
 def test_climb_is_the_time_to_the_best_layer_that_fits() -> None:
     schedule = Schedule.parse("0:600k,10:2.5M", 30)
     samples = [sample(t / 2, 600_000, 200_000, 2) for t in range(20)]
-    layers = [2] * 8 + [1] * 8 + [0] * 24
+    layers = [2] * 8 + [1] * 4 + [0, 1] + [1] * 2 + [0] * 24  # top once, then for good
     samples += [sample(10 + i / 2, 2_500_000, 500_000, layer) for i, layer in enumerate(layers)]
     [rise] = climb_after_rises(schedule, samples)
     assert rise["target_layer"] == 0  # 1.4 Mbps + audio fits 85% of 2.5 Mbps
+    assert rise["first_reached_s"] == 6.0
     assert rise["climb_s"] == 8.0
+    assert rise["share_on_target"] == 25 / 40
 
 
 def test_keyframe_rates_find_the_busiest_second() -> None:
