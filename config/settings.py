@@ -45,6 +45,8 @@ class ServerSettings:
     # Page origins other than this server's own that may open the signalling socket
     # (e.g. "https://school.example.cn" behind a reverse proxy).
     allowed_origins: tuple[str, ...] = ()
+    # A classroom or teacher whose connection drops keeps its seat this long (seconds).
+    reconnect_grace: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -248,9 +250,7 @@ def _validate(instance: Any, path: str) -> None:
             )
         if instance.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("server.log_level must be debug, info, warning or error")
-        if instance.tls_cert != "self-signed" and bool(instance.tls_cert) != bool(
-            instance.tls_key
-        ):
+        if instance.tls_cert != "self-signed" and bool(instance.tls_cert) != bool(instance.tls_key):
             raise ConfigError("server.tls_cert and server.tls_key must be given together")
         if not 0 <= instance.http_redirect_port <= 65535:
             raise ConfigError("server.http_redirect_port must be between 0 and 65535")

@@ -171,6 +171,7 @@ class SenderFeedback:
 
     def __init__(self) -> None:
         self.remb_bps: int | None = None
+        self.remb_ssrcs: tuple[int, ...] = ()  # the streams that REMB's figure covers
         self.fraction_lost = 0.0
         self.packets_lost = 0
         self.highest_sequence = 0
@@ -194,6 +195,7 @@ def tap_rtcp(
                 bitrate, ssrcs = 0, []
             if sender._ssrc in ssrcs:
                 feedback.remb_bps = bitrate
+                feedback.remb_ssrcs = tuple(ssrcs)
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:

@@ -56,7 +56,7 @@ class VideoDownlink:
         initial: int | None = 0,
         queue_frames: int = 30,
         reserve: Callable[[], float] = lambda: 40_000.0,
-        total_sent: Callable[[], float] | None = None,
+        total_sent: Callable[[tuple[int, ...]], float] | None = None,
         on_change: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
@@ -157,9 +157,14 @@ class VideoDownlink:
         if self.cap_name == "low":
             self.set_cap("low", evaluate=False)  # the top may have become small, or not
         now = self._clock()
-        remb = self.feedback.remb_bps if self.feedback is not None else None
-        total = self._total_sent() if self._total_sent is not None else None
-        decision = self.controller.update(now, remb, self._sent_bps(now), total)
+        feedback = self.feedback
+        remb = feedback.remb_bps if feedback is not None else None
+        covered = feedback.remb_ssrcs if feedback is not None else ()
+        shared = len(covered) > 1  # a browser's REMB covers every stream it receives
+        total = None
+        if shared and self._total_sent is not None:
+            total = self._total_sent(covered)
+        decision = self.controller.update(now, remb, self._sent_bps(now), total, shared)
         if decision is None:
             return
         self.last_reason = decision.reason
@@ -217,6 +222,10 @@ class VideoDownlink:
             cap=self.cap_name,
             switches=self.selector.switches,
         )
+
+    @property
+    def ssrc(self) -> int | None:
+        return self.sender._ssrc if self.sender is not None else None
 
     def counters(self) -> tuple[int, int]:
         if self.sender is None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
 PAUSE_AFTER = 2.0  # or when congestion at the lowest layer lasts this long (seconds)
+REMB_PERSIST = 0.4  # a low REMB counts once it lasts this long (seconds)...
+REMB_DEEP = 0.6  # ...or at once when it is below this share of what is sent
 
 
 @dataclass
@@ -60,6 +62,7 @@ class LayerController:
         self._remb_caught_up = True
         self._reports: deque[tuple[float, int, int]] = deque()
         self._congested_since: float | None = None
+        self._remb_low_since: float | None = None
         self.loss = 0.0
         self.estimate: float | None = None
         self.remb: float | None = None
@@ -89,19 +92,21 @@ class LayerController:
         remb: float | None,
         sent_bps: float,
         total_sent_bps: float | None = None,
+        shared: bool = True,
     ) -> Decision | None:
         """Evaluate; returns a Decision when the layer should change.
 
         `sent_bps` is this stream's rate; `total_sent_bps` what the whole connection
         to this subscriber carries (REMB covers all of it; defaults to this stream).
         The reserve (`audio_bps`) is what goes before this stream: audio, and video
-        of higher priority."""
+        of higher priority. With `shared` False, REMB is this stream's alone (an
+        aiortc receiver estimates each stream on its own), and no reserve applies."""
         self.remb = remb
         self.sent_bps = sent_bps
         total = sent_bps if total_sent_bps is None else max(total_sent_bps, sent_bps)
         rates = list(self._rates())
         lowest = len(rates) - 1
-        audio = self._audio_bps()
+        audio = self._audio_bps() if shared else 0.0
         loss_based = total * (1 - 0.5 * self.loss) if self.loss > self._congestion_loss else None
         candidates = [x for x in (remb, loss_based) if x is not None]
         self.estimate = min(candidates) if candidates else None
@@ -116,7 +121,17 @@ class LayerController:
             )
         else:
             remb_low = False
-        self.congested = self.loss > self._congestion_loss or remb_low
+        # One overuse report (REMB at 0.85 of the rate received) can come from a busy
+        # receiver as well as from a full line: it counts once it lasts, or at once
+        # when REMB falls far below what is sent.
+        if not remb_low:
+            self._remb_low_since = None
+        elif self._remb_low_since is None:
+            self._remb_low_since = now
+        lasting = self._remb_low_since is not None and now - self._remb_low_since >= REMB_PERSIST
+        deep = remb is not None and remb < REMB_DEEP * total
+        remb_congested = remb_low and (lasting or deep)
+        self.congested = self.loss > self._congestion_loss or remb_congested
         if not self.congested:
             self._congested_since = None
         elif self._congested_since is None:

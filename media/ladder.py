@@ -50,7 +50,7 @@ class Ladder:
         top: Source,
         specs: tuple[LayerSpec, ...] = DEFAULT_LAYERS,
         *,
-        keyframe_min_interval: float = 0.5,
+        keyframe_min_interval: float = 0.15,
         queue_frames: int = 30,
     ) -> None:
         self.top = top

@@ -44,6 +44,7 @@ class LayerSelector:
         self._last_pts: int | None = None
         self._offset = 0
         self._timeline: object | None = None  # the timeline `_offset` applies to
+        self._holding = False  # a switch down is waiting: the current layer is held
         self._tick = TICKS_PER_FRAME[kind]
 
     @property
@@ -54,6 +55,7 @@ class LayerSelector:
     def set_layers(self, layers: Sequence[Source], index: int | None) -> None:
         """Follow another set of sources (another publisher's ladder), starting on
         `index` of it, or paused with None."""
+        self._holding = False
         self._leave(self.pending)
         self._leave(self.current)
         previous = self.current
@@ -66,6 +68,7 @@ class LayerSelector:
     def select(self, index: int | None) -> None:
         """Move to layer `index` (0 is the top), or pause with None."""
         if index is None:
+            self._holding = False
             self._leave(self.pending)
             self._leave(self.current)
             self.pending = None
@@ -77,11 +80,18 @@ class LayerSelector:
         if index == self.current:
             self._leave(self.pending)
             self.pending = None
+            if self._holding:  # a switch down was called off: its frames were held back
+                self._holding = False
+                self.track.restart()
+                self.layers[index].request_keyframe()
             return
         if index == self.pending:
             return
         self._leave(self.pending)
         self.pending = index
+        # Going down within one ladder, stop forwarding the layer above at once: the
+        # lower layer's first keyframe must be a newer picture than the last one sent.
+        self._holding = self.current is not None and index > self.current
         layer = self.layers[index]
         fresh = self.current is None and self._last_pts is None
         # A track that has sent nothing yet may start from the layer's cached keyframe.
@@ -97,20 +107,33 @@ class LayerSelector:
     def _on_pending(self, packet: av.Packet, keyframe: bool) -> None:
         if not keyframe or self.pending is None:
             return
+        source = self.layers[self.pending]
+        last = self._last_pts
+        if (
+            source.timeline is self._timeline
+            and last is not None
+            and (packet.pts or 0) + self._offset <= last
+        ):
+            # A lower layer's encoder runs a little behind the layer above, so its
+            # keyframe can be a picture this subscriber was already sent: showing it
+            # again would step back in time. Ask for the next one.
+            source.request_keyframe()
+            return
+        self._holding = False
         previous = self.current
         self._leave(previous)
         self.current, self.pending = self.pending, None
-        source = self.layers[self.current]
         source.add_sink(self, self._on_current)
         if source.timeline is not self._timeline:
             self._timeline = source.timeline
-            if self._last_pts is not None and packet.pts is not None:
-                self._offset = self._last_pts + self._tick - packet.pts
+            if last is not None and packet.pts is not None:
+                self._offset = last + self._tick - packet.pts
         self._deliver(packet, True)
         self._switched(previous, self.current)
 
     def _on_current(self, packet: av.Packet, keyframe: bool) -> None:
-        self._deliver(packet, keyframe)
+        if not self._holding:
+            self._deliver(packet, keyframe)
 
     def _deliver(self, packet: av.Packet, keyframe: bool) -> None:
         pts = (packet.pts or 0) + self._offset

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from server.chat import Chat
 from server.errors import UserError
 from server.floor import Floor
 from server.peer import Peer
+from server.seats import LessonState, SavedLesson, Seat
 from server.streams import TEACHER, LessonStreams
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,95 @@ class Lesson:
         # told (lesson id, archive directory) when the lesson closes after recording
         self.recording_finished: list[Callable[[str, Path], None]] = []
         self._recorded: Path | None = None
+        self.seats: dict[str, Seat] = {}
+        self.grace = settings.server.reconnect_grace
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # called when the lesson has nobody left, not even a seat waiting for its peer
+        self.on_idle: Callable[[Lesson], None] | None = None
+        self._saved = LessonState(settings.data_path / "lessons", lesson_id)
+        self._restore()
+
+    # -- seats -----------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """After a restart: the seats, the floor and the recording switch as they
+        were. Every seat waits for its peer to come back."""
+        saved = self._saved.load()
+        if saved is None:
+            return
+        now = time.monotonic()
+        for data in saved.seats:
+            seat = Seat(**{**data, "peer_id": None, "away_since": now})
+            self.seats[seat.key] = seat
+        self.floor.stage = saved.stage if saved.stage in self.seats else None
+        self.floor.hands = [s for s in saved.hands if s in self.seats]
+        self.floor.muted = {s for s in saved.muted if s in self.seats}
+        self.floor.all_muted = saved.all_muted
+        self.record = saved.record and self.record
+        for key in self.floor.muted:
+            self.streams.set_muted(key, True)
+        self.streams.stage = self.floor.stage
+        logger.info("lesson=%s restored %d seats after a restart", self.id, len(self.seats))
+
+    def start_restored(self) -> None:
+        """Give the restored seats their grace period (needs the running loop)."""
+        for key, seat in self.seats.items():
+            if seat.away:
+                self._expire_later(key)
+
+    def _save(self) -> None:
+        keep = ("key", "role", "name", "cap", "last_layer")
+        state = SavedLesson(
+            seats=[{k: getattr(s, k) for k in keep} for s in self.seats.values()],
+            stage=self.floor.stage,
+            hands=list(self.floor.hands),
+            muted=sorted(self.floor.muted),
+            all_muted=self.floor.all_muted,
+            record=self.record,
+        )
+        try:
+            self._saved.save(state)
+        except OSError as exc:
+            logger.warning("lesson=%s cannot save its state: %s", self.id, exc)
+
+    def occupant(self, key: str) -> Peer | None:
+        """The connected peer in seat `key`, if any."""
+        seat = self.seats.get(key)
+        return self.peers.get(seat.peer_id) if seat and seat.peer_id else None
+
+    @property
+    def idle(self) -> bool:
+        """Nobody connected, and no seat waiting for its peer to come back."""
+        return not self.peers and not any(seat.away for seat in self.seats.values())
+
+    def _expire_later(self, key: str) -> None:
+        old = self._expiry.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._expiry[key] = asyncio.get_running_loop().call_later(self.grace, self._expire, key)
+
+    def _expire(self, key: str) -> None:
+        self._expiry.pop(key, None)
+        seat = self.seats.get(key)
+        if seat is None or not seat.away:
+            return
+        logger.info("lesson=%s seat %s gave up reconnecting", self.id, key)
+        self._drop_seat(key)
+        self.changed()
+        if self.idle and self.on_idle is not None:
+            self.on_idle(self)
+
+    def _drop_seat(self, key: str) -> None:
+        seat = self.seats.pop(key, None)
+        timer = self._expiry.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if seat is not None and seat.role == "classroom":
+            stage = self.floor.stage
+            self.floor.leave(key)
+            self.streams.publisher_left(key)
+            if stage == key and self.recording is not None:
+                self.recording.set_stage(None)
 
     # -- sources -----------------------------------------------------------
 
@@ -153,25 +244,51 @@ class Lesson:
                 status=503,
             )
         self.peers[peer.id] = peer
-        logger.info("lesson=%s peer=%s joined as %s %r", self.id, peer.id, peer.role, peer.name)
+        seat = self.seats.get(peer.seat)
+        back = seat is not None and seat.away
+        if seat is None:
+            seat = Seat(peer.seat, peer.role, peer.name)
+            self.seats[peer.seat] = seat
+        seat.peer_id, seat.away_since, seat.name = peer.id, None, peer.name
+        timer = self._expiry.pop(peer.seat, None)
+        if timer is not None:
+            timer.cancel()
+        peer.cap, peer.initial_layer = seat.cap, seat.last_layer
+        logger.info(
+            "lesson=%s peer=%s %s as %s %r",
+            self.id,
+            peer.id,
+            "came back" if back else "joined",
+            peer.role,
+            peer.name,
+        )
         self.changed()
 
-    def remove(self, peer: Peer) -> None:
-        if self.peers.pop(peer.id, None) is not None:
-            logger.info("lesson=%s peer=%s left", self.id, peer.id)
-            if peer.role == "classroom":
-                self.floor.leave(peer.seat)
-                self.streams.publisher_left(peer.seat)
-            self.changed()
+    def remove(self, peer: Peer, gone: bool = False) -> None:
+        """The peer's connection ended. Unless it left for good (`gone`), its seat
+        waits for it to come back."""
+        if self.peers.pop(peer.id, None) is None:
+            return
+        seat = self.seats.get(peer.seat)
+        if seat is not None and seat.peer_id == peer.id:
+            seat.cap, seat.last_layer = peer.cap, peer.last_layer()
+            if gone or peer.role == "observer" or self.grace <= 0:
+                self._drop_seat(peer.seat)
+            else:
+                seat.peer_id, seat.away_since = None, time.monotonic()
+                self._expire_later(peer.seat)
+        logger.info("lesson=%s peer=%s %s", self.id, peer.id, "left" if gone else "went away")
+        self.changed()
 
     # -- the floor: hands, stage, mutes and chat ----------------------------------
 
     def classroom_seats(self) -> set[str]:
-        return {p.seat for p in self.peers.values() if p.role == "classroom"}
+        """Classrooms in the lesson, including those reconnecting."""
+        return {key for key, seat in self.seats.items() if seat.role == "classroom"}
 
     def seat_name(self, seat: str | None) -> str | None:
-        peer = next((p for p in self.peers.values() if p.seat == seat), None)
-        return peer.name if peer is not None else None
+        found = self.seats.get(seat) if seat is not None else None
+        return found.name if found is not None else None
 
     def raise_hand(self, peer: Peer, up: bool) -> None:
         if up:
@@ -224,6 +341,8 @@ class Lesson:
 
     def _broadcast(self) -> None:
         self._state_pending = False
+        if self.seats:
+            self._save()
         for peer in list(self.peers.values()):
             peer.send(self.state_for(peer))
         for listener in self.listeners:
@@ -231,13 +350,15 @@ class Lesson:
 
     def state_for(self, peer: Peer) -> dict[str, Any]:
         teacher = self.teacher
+        teacher_seat = self.seats.get(TEACHER)
         state: dict[str, Any] = {
             "type": "state",
             "lesson": self.id,
             "teacher": {
                 "present": teacher is not None,
                 "live": self.live,
-                "name": teacher.name if teacher else None,
+                "name": teacher_seat.name if teacher_seat else None,
+                "reconnecting": teacher_seat is not None and teacher_seat.away,
             },
             "media": peer.media_state,
             "recording": self.recording is not None,
@@ -246,20 +367,24 @@ class Lesson:
         }
         if peer.role == "teacher":
             floor = self.floor
-            state["classrooms"] = [
-                {
-                    "peer": p.seat,
-                    "name": p.name,
-                    "media": p.media_state,
-                    "quality": p.link_stats().get("quality"),
-                    "publishing": self.streams.publishing(p.seat),
-                    "hand": p.seat in floor.hands,
-                    "on_stage": p.seat == floor.stage,
-                    "muted": floor.is_muted(p.seat),
-                }
-                for p in self.peers.values()
-                if p.role == "classroom"
-            ]
+            classrooms = []
+            for key, seat in self.seats.items():
+                if seat.role != "classroom":
+                    continue
+                occupant = self.occupant(key)
+                classrooms.append(
+                    {
+                        "peer": key,
+                        "name": seat.name,
+                        "media": occupant.media_state if occupant else "reconnecting",
+                        "quality": occupant.link_stats().get("quality") if occupant else None,
+                        "publishing": self.streams.publishing(key),
+                        "hand": key in floor.hands,
+                        "on_stage": key == floor.stage,
+                        "muted": floor.is_muted(key),
+                    }
+                )
+            state["classrooms"] = classrooms
             state["hands"] = [self._seat_entry(seat) for seat in floor.hands]
             state["all_muted"] = floor.all_muted
             state["grid"] = [self._seat_entry(seat) for seat in self.streams.grid_for(peer.id)]
@@ -305,10 +430,16 @@ class Lesson:
             self.speaking = speaker
             self.changed()
 
-    async def aclose(self) -> None:
-        """Close the lesson: finish its recording (off the event loop), then the rest."""
+    async def aclose(self, keep_state: bool = False) -> None:
+        """Close the lesson: finish its recording (off the event loop), then the rest.
+        With `keep_state` (the server is stopping), the lesson resumes after a restart;
+        otherwise it is over."""
         await self.stop_recording()
         self.close()
+        if keep_state:
+            self._save()
+        else:
+            self._saved.delete()
 
     def close(self) -> None:
         if self.recording is not None:  # a synchronous close can only abandon it cleanly
@@ -317,6 +448,9 @@ class Lesson:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+        for timer in self._expiry.values():
+            timer.cancel()
+        self._expiry.clear()
         self.streams.close()
         recorded, self._recorded = self._recorded, None
         if recorded is not None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config import Settings
+from media.background import spawn
 from server.errors import UserError
 from server.lesson import Lesson
 from server.peer import Peer
@@ -45,8 +46,10 @@ class Lessons:
                 )
             lesson = Lesson(lesson_id, self._settings)
             lesson.recording_finished = self.recording_finished
+            lesson.on_idle = self._closing_soon
             self._lessons[lesson_id] = lesson
             lesson.start()
+            lesson.start_restored()
             logger.info("lesson=%s opened", lesson_id)
         elif self.peer_count >= self._settings.server.max_peers:
             raise UserError(
@@ -63,8 +66,15 @@ class Lessons:
             self.retired_forwarded[1] + octets,
         )
         lesson = peer.lesson
-        lesson.remove(peer)
-        if not lesson.peers and self._lessons.get(lesson.id) is lesson:
+        lesson.remove(peer, gone=peer.left)
+        await self.close_if_idle(lesson)
+
+    def _closing_soon(self, lesson: Lesson) -> None:
+        spawn(self.close_if_idle(lesson), f"lesson={lesson.id} close")
+
+    async def close_if_idle(self, lesson: Lesson) -> None:
+        """Close a lesson nobody is in, and nobody is coming back to."""
+        if lesson.idle and self._lessons.get(lesson.id) is lesson:
             for source in lesson.sources.values():
                 received, sent = source.keyframe_requests
                 self.retired_keyframe_requests = (
@@ -76,7 +86,7 @@ class Lessons:
             logger.info("lesson=%s closed", lesson.id)
 
     def discard_if_empty(self, lesson: Lesson) -> None:
-        if not lesson.peers and self._lessons.get(lesson.id) is lesson:
+        if lesson.idle and self._lessons.get(lesson.id) is lesson:
             lesson.close()
             del self._lessons[lesson.id]
 
@@ -86,5 +96,5 @@ class Lessons:
                 *(peer.close_media() for peer in list(lesson.peers.values())),
                 return_exceptions=True,
             )
-            await lesson.aclose()
+            await lesson.aclose(keep_state=True)
         self._lessons.clear()

@@ -20,7 +20,8 @@ from media.upstream import Upstream
 from server.errors import UserError
 from server.layout import SEND, plan
 from server.protocol import Candidate
-from server.streams import TEACHER, Down
+from server.seats import seat_key
+from server.streams import Down
 from server.tokens import Grant
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class Peer:
         self.upstreams: list[Upstream] = []
         self.downs: list[tuple[str, Down]] = []
         self.cap = "auto"
+        self.initial_layer: int | None = 0
+        self.seat = seat_key(grant.role, grant.token_id, self.id)
+        self.left = False  # said goodbye: its seat is given up at once
         self._retired_counters = (0, 0)
         self.closed = False
 
@@ -74,11 +78,6 @@ class Peer:
             self._on_overflow()
 
     # -- media -----------------------------------------------------------------
-
-    @property
-    def seat(self) -> str:
-        """Who this peer is in the lesson's media: "teacher", or the classroom's seat."""
-        return TEACHER if self.role == "teacher" else self.id
 
     async def negotiate(
         self, sdp: str, ice_servers: list[RTCIceServer], codec: str, media: object = None
@@ -157,6 +156,7 @@ class Peer:
             self.id,
             name,
             cap=self.cap,
+            initial=self.initial_layer,
             reserve=reserve,
             total_sent=self._total_sent,
             on_change=self.lesson.changed,
@@ -169,13 +169,22 @@ class Peer:
         audio = sum(1 for _, d in self.downs if not isinstance(d, VideoDownlink))
         return AUDIO_RESERVE * max(audio, 1)
 
-    def _total_sent(self) -> float:
-        video = sum(d.sent_bps for _, d in self.downs if isinstance(d, VideoDownlink))
+    def _total_sent(self, covered: tuple[int, ...]) -> float:
+        """What this peer's connection carries of the streams a REMB covers, plus
+        audio (which shares the line)."""
+        video = sum(
+            d.sent_bps for _, d in self.downs if isinstance(d, VideoDownlink) and d.ssrc in covered
+        )
         return video + self._audio_bps()
 
     @property
     def downlinks(self) -> list[VideoDownlink]:
         return [d for _, d in self.downs if isinstance(d, VideoDownlink)]
+
+    def last_layer(self) -> int | None:
+        """The layer the teacher's camera reached, kept with the seat."""
+        downlink = self._main_downlink()
+        return downlink.controller.layer if downlink is not None else self.initial_layer
 
     def _main_downlink(self) -> VideoDownlink | None:
         """The stream a classroom's quality is judged by: the teacher's camera."""

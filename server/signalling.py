@@ -100,29 +100,29 @@ class _Connection:
             lesson_id = grant.lesson
         lesson = lessons.open(lesson_id)
         peer = Peer(grant, lesson, on_overflow=lambda: self._close_soon())
-        replaced = lesson.teacher if grant.role == "teacher" else None
-        try:
-            lesson.add(peer)
-        except UserError:
-            lessons.discard_if_empty(lesson)
-            raise
-        if replaced is not None:
+        replaced = lesson.occupant(peer.seat)  # the same link opened again elsewhere
+        if replaced is not None:  # its seat, with its stage, hand and mute, passes on
             replaced.send(
                 {
                     "type": "error",
                     "code": "replaced",
                     "fatal": True,
-                    "message": "the teacher page was opened again elsewhere",
+                    "message": "this page was opened again elsewhere",
                 }
             )
             await lessons.leave(replaced)
+        try:
+            lesson.add(peer)
+        except UserError:
+            lessons.discard_if_empty(lesson)
+            raise
         self.peer = peer
         self._writer = asyncio.ensure_future(self._write(peer))
         settings = self.app[SETTINGS]
         peer.send(
             {
                 "type": "joined",
-                "peer": peer.id,
+                "peer": peer.seat,
                 "role": peer.role,
                 "name": peer.name,
                 "lesson": lesson.id,
@@ -213,6 +213,7 @@ class _Connection:
         elif message.type == "stop":
             await peer.close_media()
         elif message.type == "leave":
+            peer.left = True
             peer.closed = True
         elif message.type == "ping":
             peer.send({"type": "pong"})

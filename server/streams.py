@@ -80,7 +80,7 @@ class LessonStreams:
             ladder = Ladder(
                 self.source(owner, name),
                 specs,
-                keyframe_min_interval=0.5,
+                keyframe_min_interval=0.15,
                 queue_frames=self._settings.subscriber_queue_frames,
             )
             self._ladders[key] = ladder
@@ -102,8 +102,9 @@ class LessonStreams:
         name: str,
         *,
         cap: str,
+        initial: int | None = 0,
         reserve: Callable[[], float],
-        total_sent: Callable[[], float],
+        total_sent: Callable[[tuple[int, ...]], float],
         on_change: Callable[[], None],
         label: str,
     ) -> Down:
@@ -126,6 +127,7 @@ class LessonStreams:
         downlink = VideoDownlink(
             ladder,
             cap=video_cap,
+            initial=initial if name == "teacher-camera" else 0,
             reserve=reserve,
             total_sent=total_sent,
             on_change=on_change,

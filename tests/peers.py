@@ -70,7 +70,12 @@ class SignallingClient:
     def closed(self) -> bool:
         return self.ws is None or self.ws.closed
 
-    async def close(self) -> None:
+    async def close(self, leave: bool = False) -> None:
+        """Close the socket; with `leave`, say goodbye first (the seat is given up at
+        once instead of waiting for a reconnection)."""
+        if leave and self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(ConnectionError):
+                await self.ws.send_json({"type": "leave"})
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
@@ -111,9 +116,11 @@ class LessonPeer:
                 raise TimeoutError(f"connection state stayed {self.pc.connectionState}")
             await asyncio.sleep(0.05)
 
-    async def close(self) -> None:
+    async def close(self, leave: bool = True) -> None:
+        """Leave the lesson (as a page's "leave" does), or with `leave=False` just
+        drop the connection, as a lost line or a closed laptop would."""
         await asyncio.shield(self.pc.close())
-        await self.signalling.close()
+        await self.signalling.close(leave=leave)
 
 
 class Teacher(LessonPeer):
@@ -217,10 +224,10 @@ class Classroom(LessonPeer):
                 )
             await asyncio.sleep(0.05)
 
-    async def close(self) -> None:
+    async def close(self, leave: bool = True) -> None:
         for receiver in self.receivers.values():
             receiver.close()
-        await super().close()
+        await super().close(leave)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -323,8 +330,8 @@ class LayoutPeer(LessonPeer):
                 raise TimeoutError(f"{key}: {len(got)} frames, last {got[-3:]}")
             await asyncio.sleep(0.05)
 
-    async def close(self) -> None:
-        await super().close()
+    async def close(self, leave: bool = True) -> None:
+        await super().close(leave)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -88,9 +88,12 @@ def test_remb_lagging_after_an_up_switch_is_not_congestion() -> None:
     assert c.update(11.0, remb=650_000, sent_bps=1_500_000) is None
     c.report(12.0, 1400, 0)
     assert c.update(12.0, remb=1_600_000, sent_bps=1_500_000) is None
-    # now it has, and a real drop counts
+    # now it has, and a real drop counts once it lasts (one report could be a
+    # receiver's hiccup)
     c.report(13.0, 1600, 0)
-    decision = c.update(13.0, remb=900_000, sent_bps=1_500_000)
+    assert c.update(13.0, remb=900_000, sent_bps=1_500_000) is None
+    c.report(13.5, 1700, 0)
+    decision = c.update(13.5, remb=900_000, sent_bps=1_500_000)
     assert decision is not None and decision.layer == 1
 
 
@@ -137,3 +140,12 @@ def test_lasting_congestion_at_the_lowest_layer_stops_video() -> None:
         decision = c.update(t, remb=160_000, sent_bps=190_000) or decision
     assert decision is not None and decision.layer is None
     assert c.layer is None
+
+
+def test_a_deep_remb_drop_counts_at_once() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=3_000_000, sent_bps=1_500_000)
+    c.report(1.0, 1150, 0)
+    decision = c.update(1.0, remb=400_000, sent_bps=1_500_000)
+    assert decision is not None and decision.layer == 2

@@ -142,7 +142,7 @@ async def test_a_burst_of_malformed_messages_leaves_the_lesson_serving(
     finally:
         for peer in (teacher, classroom):
             await peer.close()
-        await vandal.close()
+        await vandal.close(leave=True)
     await asyncio.sleep(0.3)
     assert len(server.lessons) == 0, "a lesson outlived its peers"
 
@@ -192,7 +192,7 @@ async def test_the_teacher_sees_classrooms_come_and_go(server: RunningServer) ->
     room_state = await room.wait_for("state")
     assert "classrooms" not in room_state
     assert room_state["teacher"]["present"] is True
-    await room.close()
+    await room.close(leave=True)
     for _ in range(20):
         state = await teacher.wait_for("state")
         if not state["classrooms"]:
