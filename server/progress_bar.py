@@ -7,10 +7,10 @@ WIDTH = 30
 
 
 class ProgressBar:
-    def __init__(self, label: str, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty()
         self._shown: tuple[str, int] | None = None
 
     def show(self, percent: float, stage: str) -> None:
