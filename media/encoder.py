@@ -19,8 +19,9 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 
 
 def scaled_size(width: int, height: int, target_height: int) -> tuple[int, int]:
-    """Keep the aspect ratio; never upscale; even dimensions for 4:2:0."""
-    out_height = min(target_height, height)
+    """Keep the aspect ratio; never upscale; even dimensions for 4:2:0. A target
+    height of 0 keeps the height (the courseware's "blackboard" layer)."""
+    out_height = min(target_height, height) if target_height > 0 else height
     out_width = round(width * out_height / height)
     return max(2, out_width - out_width % 2), max(2, out_height - out_height % 2)
 
