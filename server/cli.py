@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="print a join URL for a lesson")
     _config_flag(token)
-    token.add_argument("--lesson", required=True, help="lesson id")
+    token.add_argument(
+        "--lesson", required=True, help="lesson id; '*' with --role observer: every lesson"
+    )
     token.add_argument("--role", required=True, choices=["teacher", "classroom", "observer"])
     token.add_argument("--name", help="name shown to others (default: the role)")
     token.add_argument("--ttl", help="lifetime, e.g. 45m, 2h, 1d (default from settings)")
@@ -132,7 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from server.tokens import Tokens, load_or_create_secret
+    from server.tokens import ANY_LESSON, Tokens, load_or_create_secret
 
     settings = _settings(args)
     secret = settings.tokens.secret or load_or_create_secret(settings.data_path)
@@ -146,7 +148,11 @@ def _token(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"zhuandi token: {exc}", file=sys.stderr)
         return 2
-    print(f"{settings.base_url}/lesson/{args.lesson}/{args.role}?token={token}")
+    if args.lesson == ANY_LESSON:
+        # an observer of every lesson starts on the observation wall
+        print(f"{settings.base_url}/observe?token={token}")
+    else:
+        print(f"{settings.base_url}/lesson/{args.lesson}/{args.role}?token={token}")
     return 0
 
 

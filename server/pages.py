@@ -1,4 +1,5 @@
-"""The HTML pages: landing, teacher and classroom. Rendered with jinja2."""
+"""The HTML pages: landing, teacher, classroom and the observation wall. Rendered with
+jinja2."""
 
 import json
 from pathlib import Path
@@ -68,6 +69,19 @@ async def observer_page(request: web.Request) -> web.Response:
     return _lesson_page(request, "observer")
 
 
+async def observe_page(request: web.Request) -> web.Response:
+    """The observation wall (巡课): every live lesson, for an observer token (one
+    for lesson "*" sees them all)."""
+    token = request.query.get("token", "")
+    tokens = request.app[TOKENS]
+    try:
+        grant = tokens.verify(token)
+        tokens.check(grant, role="observer")
+    except UserError as exc:
+        return render(request, "refused.html", status=exc.status, code=exc.code, detail=exc.message)
+    return render(request, "observe.html", lesson=grant.lesson, name=grant.name, token=token)
+
+
 def _lesson_page(request: web.Request, role: str) -> web.Response:
     lesson_id = request.match_info["lesson"]
     if not LESSON_ID.match(lesson_id):
@@ -100,3 +114,4 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get("/lesson/{lesson}/teacher", teacher_page)
     app.router.add_get("/lesson/{lesson}/classroom", classroom_page)
     app.router.add_get("/lesson/{lesson}/observer", observer_page)
+    app.router.add_get("/observe", observe_page)

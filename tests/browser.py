@@ -48,6 +48,49 @@ RECORD_PEER_CONNECTIONS = """
 })();
 """
 
+# The teacher's screen share, as a canvas: replaces navigator.mediaDevices.getDisplayMedia
+# with one that returns canvas.captureStream() of an animated slide (960x540, 10 fps).
+# Chromium's --auto-select-desktop-capture-source needs a desktop to capture, which
+# headless Chromium does not reliably have.
+FAKE_SCREEN = """
+(() => {
+  if (!navigator.mediaDevices) return;
+  navigator.mediaDevices.getDisplayMedia = async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 960;
+    canvas.height = 540;
+    const g = canvas.getContext("2d");
+    let n = 0;
+    const draw = () => {
+      n += 1;
+      g.fillStyle = "#fdfcf7";
+      g.fillRect(0, 0, 960, 540);
+      g.fillStyle = "#1d2733";
+      g.font = "bold 56px sans-serif";
+      g.fillText("第三课  分数的加法", 60, 110);
+      g.font = "40px sans-serif";
+      g.fillText("1/4 + 2/4 = 3/4", 60, 220);
+      g.fillStyle = "#b3261e";
+      g.fillRect(60 + ((n * 12) % 760), 330, 140, 140);
+    };
+    draw();
+    setInterval(draw, 100);
+    return canvas.captureStream(10);
+  };
+})();
+"""
+
+# A PC without camera or microphone: getUserMedia finds nothing.
+NO_DEVICES = """
+(() => {
+  if (!navigator.mediaDevices) return;
+  navigator.mediaDevices.getUserMedia = async () => {
+    throw new DOMException("Requested device not found", "NotFoundError");
+  };
+})();
+"""
+
+
 INBOUND_AUDIO_STATS = """
 async () => {
   const pcs = (window.__pcs || []).filter((pc) => pc.connectionState !== "closed");
@@ -170,15 +213,19 @@ async def chromium(
 async def open_page(
     browser: Browser,
     url: str | None = None,
+    script: str | None = None,
     *,
     viewport: tuple[int, int] = (1280, 720),
     locale: str = "zh-CN",
 ) -> tuple[Page, PageLog]:
-    """A page in a fresh browser context (own cookies, own permissions)."""
+    """A page in a fresh browser context (own cookies, own permissions), with
+    `script` run before the page's own (e.g. FAKE_SCREEN or NO_DEVICES)."""
     context = await browser.new_context(
         viewport={"width": viewport[0], "height": viewport[1]}, locale=locale
     )
     await context.add_init_script(RECORD_PEER_CONNECTIONS)
+    if script is not None:
+        await context.add_init_script(script)
     page = await context.new_page()
     log = PageLog()
 

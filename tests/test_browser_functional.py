@@ -10,6 +10,7 @@ from playwright.async_api import Page, Route, WebSocketRoute
 
 from tests.browser import (
     FAKE_MEDIA_ARGS,
+    NO_DEVICES,
     chromium,
     frames_grow,
     inbound_audio,
@@ -70,8 +71,16 @@ async def test_two_classrooms_play_the_teacher_camera_and_the_teacher_sees_them(
 
         roster = teacher.locator("#classrooms li")
         await roster.nth(1).wait_for()
-        entries = sorted(" ".join(text.split()) for text in await roster.all_inner_texts())
-        assert entries == ["一号教室 正在收看", "二号教室 正在收看"]
+        await teacher.wait_for_function(
+            "[...document.querySelectorAll('#classrooms .classroom-media')]"
+            ".every((e) => e.textContent === '正在收看')"
+        )
+        names = await roster.locator(".classroom-name").all_inner_texts()
+        states = await roster.locator(".classroom-media").all_inner_texts()
+        assert sorted(zip(names, states, strict=True)) == [
+            ("一号教室", "正在收看"),
+            ("二号教室", "正在收看"),
+        ]
         assert await teacher.inner_text("#classroom-count") == "已加入 2 个教室"
 
         for log in [teacher_log, *(log for _, log in classrooms)]:
@@ -202,7 +211,11 @@ async def test_sound_button_appears_when_autoplay_is_blocked_and_turns_sound_on(
     server: RunningServer,
 ) -> None:
     async with chromium(autoplay=False) as browser:
-        classroom, log = await open_page(browser, server.page("music", "classroom", "五号教室"))
+        # A page that captures a camera or microphone may play sound by itself, so
+        # this is a classroom without them, where autoplay is blocked.
+        classroom, log = await open_page(
+            browser, server.page("music", "classroom", "五号教室"), NO_DEVICES
+        )
         # No Playwright call may touch the page before it tries to play: each would
         # count as a user gesture and lift the autoplay block.
         await log.wait_for_message("answer")

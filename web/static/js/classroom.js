@@ -1,23 +1,66 @@
 // @ts-check
 /**
- * The classroom page: opening the link is the only step. It joins, offers to
- * receive audio and video at once, and plays whatever the server forwards; the
- * teacher starting, stopping or restarting needs nothing from this page. A lost
- * socket or media connection is retried with backoff; a refused link is not.
+ * The classroom page (and the observer's, which only watches): opening the link is
+ * the only step. It opens the room's camera and microphone (a classroom without
+ * them still watches), joins, and offers at once to send them and to receive the
+ * teacher, the courseware and the classroom on stage; the teacher starting,
+ * stopping, sharing or restarting needs nothing from this page. The class can
+ * raise its hand, chat, swap the courseware and the camera, and choose a lower
+ * quality on a slow line. A lost socket or media connection is retried with
+ * backoff; a refused link is not.
  */
+import { ChatView } from "./chat.js";
+import { openDevices } from "./devices.js";
 import { errorText, t } from "./i18n.js";
-import { createPeerConnection, Negotiator, OFFER_ERRORS, watchConnection } from "./media.js";
-import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
+import { addLines, createPeerConnection, Negotiator, OFFER_ERRORS, watchConnection } from "./media.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
+import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
+import { LessonScreen } from "./screen.js";
 
 /** After this many failed attempts, suggest that a firewall may be in the way. */
 const FIREWALL_HINT_AFTER = 3;
+/** The lesson counts as still on this long after the teacher's media stopped: the
+ * teacher's page offers a new connection when it starts or stops sharing. */
+const LIVE_GRACE_MS = 3000;
+const TOASTS = 3;
+const TOAST_MS = 8000;
+const CAPS = new Set(["auto", "high", "low", "audio"]);
+const CAP_KEY = "zhuandi.cap";
 
 const config = pageConfig();
+const observer = config.role === "observer";
 const video = /** @type {HTMLVideoElement} */ (byId("video"));
+const stageAudio = /** @type {HTMLAudioElement} */ (byId("stage-audio"));
+/** The elements that carry sound: the teacher's voice, and the classroom on stage. */
+const sounding = [video, stageAudio];
 const soundButton = /** @type {HTMLButtonElement} */ (byId("sound"));
 const fullscreenButton = /** @type {HTMLButtonElement} */ (byId("fullscreen"));
+const handButton = /** @type {HTMLButtonElement} */ (byId("hand"));
+const qualitySelect = /** @type {HTMLSelectElement} */ (byId("quality"));
+const resumeButton = /** @type {HTMLButtonElement} */ (byId("resume-video"));
+const chatToggle = /** @type {HTMLButtonElement} */ (byId("chat-toggle"));
+const chatPanel = byId("chat-panel");
+const chatUnread = byId("chat-unread");
+const toasts = byId("toasts");
+const notices = {
+  paused: byId("paused"),
+  pausedText: byId("paused-text"),
+  muted: byId("you-muted"),
+  onStage: byId("on-stage"),
+  devices: byId("devices"),
+};
 const status = new StatusLine(byId("status"), byId("status-text"), byId("status-detail"));
+const screen = new LessonScreen({
+  screen: byId("screen"),
+  teacher: video,
+  courseware: /** @type {HTMLVideoElement} */ (byId("courseware")),
+  stage: byId("stage"),
+  stageVideo: /** @type {HTMLVideoElement} */ (byId("stage-video")),
+  stageName: byId("stage-name"),
+  selfView: /** @type {HTMLVideoElement} */ (byId("self-view")),
+  swap: /** @type {HTMLButtonElement} */ (byId("swap")),
+  speaking: byId("speaking"),
+});
 
 /** @type {Signalling | null} */
 let signalling = null;
@@ -25,20 +68,48 @@ let signalling = null;
 let negotiator = null;
 /** @type {RTCPeerConnection | null} */
 let pc = null;
-/** @type {RTCIceServer[]} */
-let iceServers = [];
-/** @type {{present: boolean, live: boolean, name: string | null} | null} */
-let teacher = null;
+/** @type {{iceServers: RTCIceServer[], videoCodec: string}} */
+let joined = { iceServers: [], videoCodec: "VP8" };
+/** @type {any} the latest `state` */
+let lesson = null;
 /** @type {import("./protocol.js").ServerError | null} */
 let fatal = null;
 let reconnecting = false;
 /** Sound was blocked by the autoplay policy and nobody has clicked yet. */
 let soundBlocked = false;
+/** When the teacher's media was last seen live (for LIVE_GRACE_MS). */
+let liveSeenAt = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let graceTimer;
+/** @type {Promise<import("./devices.js").Devices>} the room's camera and microphone */
+const devices = observer
+  ? Promise.resolve({ stream: null, problem: null })
+  : openDevices(
+      { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 20, max: 25 } },
+      { partial: true },
+    );
+/** @type {import("./devices.js").Devices | null} */
+let opened = null;
+/** What this classroom chose to receive at most (docs/protocol.md, `quality`). */
+let cap = readCap();
 const backoff = new Backoff();
 /** @type {ReturnType<typeof setTimeout> | undefined} the next socket attempt */
 let socketTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */
 let mediaTimer;
+
+const chat = new ChatView(
+  {
+    list: byId("chat-messages"),
+    form: /** @type {HTMLFormElement | null} */ (document.getElementById("chat-form")),
+    input: /** @type {HTMLInputElement | null} */ (document.getElementById("chat-input")),
+    notice: byId("chat-notice"),
+  },
+  {
+    send: (text) => Boolean(signalling?.joined && signalling.send({ type: "chat", text })),
+    mine: (message) => message.role === config.role && message.from === config.name,
+  },
+);
 
 // -- signalling ----------------------------------------------------------------
 
@@ -47,15 +118,27 @@ function connect() {
     { url: signallingUrl(location), token: config.token, lesson: config.lesson, role: config.role },
     {
       joined(message) {
-        iceServers = message.iceServers ?? [];
-        receive();
+        joined = { iceServers: message.iceServers ?? [], videoCodec: message.videoCodec ?? "VP8" };
+        if (cap !== "auto") {
+          socket.send({ type: "quality", cap }); // before the offer: the streams start so
+        }
+        devices.then((result) => {
+          opened = result;
+          if (signalling === socket) {
+            receive();
+          }
+        });
+        render();
       },
       state(message) {
-        teacher = message.teacher ?? null;
+        lesson = message;
         if (pc && message.media === "failed" && !isFresh(pc)) {
           retryMedia(); // the server gave up on our connection
         }
         render();
+      },
+      chat(message) {
+        showChat(/** @type {any} */ (message));
       },
       answer(message) {
         const connection = pc;
@@ -77,6 +160,8 @@ function connect() {
           fatal = error;
           closeMedia();
           render();
+        } else if (error.code === "rate_limited" || error.code === "bad_message") {
+          chat.refused(error.code);
         }
       },
       close(info) {
@@ -103,25 +188,44 @@ function connect() {
 
 // -- media ---------------------------------------------------------------------
 
-/** Offer to receive the teacher's audio and video on a fresh connection. */
+/** This room's camera and microphone (when it has them), then what it receives. */
+function lines() {
+  /** @type {import("./media.js").Line[]} */
+  const layout = [];
+  const stream = opened?.stream;
+  for (const track of stream?.getAudioTracks() ?? []) {
+    layout.push({ entry: "send:microphone", track, stream: stream ?? undefined });
+  }
+  for (const track of stream?.getVideoTracks() ?? []) {
+    layout.push({ entry: "send:camera", track, stream: stream ?? undefined });
+  }
+  for (const name of ["teacher-audio", "teacher-camera", "courseware", "stage-audio", "stage-camera"]) {
+    layout.push({ entry: `receive:${name}` });
+  }
+  return layout;
+}
+
+/** Offer to send and receive on a fresh connection (once the devices are open). */
 function receive() {
-  if (!signalling || !negotiator || fatal) {
+  if (!signalling || !negotiator || fatal || !opened) {
     return;
   }
   closeMedia();
-  const connection = createPeerConnection(iceServers);
+  const connection = createPeerConnection(joined.iceServers);
   pc = connection;
-  connection.addTransceiver("audio", { direction: "recvonly" });
-  connection.addTransceiver("video", { direction: "recvonly" });
-  const stream = new MediaStream();
-  connection.addEventListener("track", (event) => {
-    if (pc !== connection) {
-      return;
-    }
-    stream.addTrack(event.track);
-    video.srcObject = stream;
-    play();
+  const layout = addLines(connection, lines(), joined.videoCodec);
+  const received = (/** @type {string} */ name) => layout.received.get(name)?.[0] ?? null;
+  const teacher = [received("teacher-audio"), received("teacher-camera")];
+  video.srcObject = new MediaStream(teacher.filter((track) => track !== null));
+  const stage = received("stage-audio");
+  stageAudio.srcObject = stage ? new MediaStream([stage]) : null;
+  screen.setTracks(connection, {
+    courseware: received("courseware"),
+    stageCamera: received("stage-camera"),
   });
+  for (const element of sounding) {
+    play(element);
+  }
   watchConnection(connection, {
     connected() {
       if (pc === connection) {
@@ -136,7 +240,7 @@ function receive() {
     },
     changed: render,
   });
-  negotiator.offer(connection).catch((error) => {
+  negotiator.offer(connection, layout.media).catch((error) => {
     console.error("cannot make an offer", error);
     if (pc === connection) {
       retryMedia();
@@ -175,30 +279,121 @@ function closeMedia() {
   }
 }
 
-/** Play with sound if the browser allows it; otherwise muted, with one big button. */
-function play() {
-  video.muted = soundBlocked;
-  video.play().catch((error) => {
-    if (error.name !== "NotAllowedError" || video.muted) {
+/**
+ * Play with sound if the browser allows it; otherwise muted, with one big button.
+ * @param {HTMLMediaElement} element
+ */
+function play(element) {
+  element.muted = soundBlocked;
+  element.play().catch((error) => {
+    if (error.name !== "NotAllowedError" || element.muted) {
       return; // AbortError: a newer srcObject or play() took over
     }
     soundBlocked = true;
-    video.muted = true;
-    video.play().catch(() => {});
+    for (const other of sounding) {
+      other.muted = true;
+    }
+    element.play().catch(() => {});
     render();
   });
 }
 
 function enableSound() {
   soundBlocked = false;
-  video.muted = false;
-  video.play().catch(() => {});
+  for (const element of sounding) {
+    element.muted = false;
+    element.play().catch(() => {});
+  }
   render();
+}
+
+// -- hand, quality and chat ------------------------------------------------------
+
+function readCap() {
+  try {
+    const saved = localStorage.getItem(CAP_KEY) ?? "auto";
+    return CAPS.has(saved) ? saved : "auto";
+  } catch {
+    return "auto"; // storage may be off
+  }
+}
+
+/** @param {string} choice */
+function chooseCap(choice) {
+  if (!CAPS.has(choice)) {
+    return;
+  }
+  cap = choice;
+  try {
+    localStorage.setItem(CAP_KEY, choice);
+  } catch {
+    // remembered for this page only
+  }
+  signalling?.send({ type: "quality", cap: choice });
+  render();
+}
+
+/** @param {import("./chat.js").ChatMessage} message */
+function showChat(message) {
+  chat.add(message);
+  if (!chatPanel.hidden) {
+    return;
+  }
+  const unread = Number(chatUnread.textContent || "0") + 1;
+  chatUnread.textContent = String(unread);
+  chatUnread.hidden = false;
+  const toast = document.createElement("li");
+  toast.className = "toast";
+  toast.dataset.role = message.role;
+  const from = document.createElement("span");
+  from.className = "toast-from";
+  from.textContent = message.role === "teacher" ? t("chat.from_teacher", { name: message.from }) : message.from;
+  const text = document.createElement("span");
+  text.className = "toast-text";
+  text.textContent = message.text;
+  toast.append(from, text);
+  toasts.append(toast);
+  while (toasts.children.length > TOASTS) {
+    toasts.firstElementChild?.remove();
+  }
+  setTimeout(() => toast.remove(), TOAST_MS);
+}
+
+/** @param {boolean} open */
+function openChat(open) {
+  chatPanel.hidden = !open;
+  chatToggle.setAttribute("aria-expanded", String(open));
+  if (open) {
+    chatUnread.textContent = "";
+    chatUnread.hidden = true;
+    toasts.replaceChildren();
+    document.getElementById("chat-input")?.focus();
+  }
 }
 
 // -- view ----------------------------------------------------------------------
 
+/** Whether the lesson is on, counting a teacher's short switch of connection. */
+function teacherLive() {
+  const teacher = lesson?.teacher;
+  const now = Date.now();
+  if (teacher?.live) {
+    liveSeenAt = now;
+    return true;
+  }
+  const held = Boolean(teacher?.present) && liveSeenAt > 0 && now - liveSeenAt < LIVE_GRACE_MS;
+  clearTimeout(graceTimer);
+  if (held) {
+    graceTimer = setTimeout(render, LIVE_GRACE_MS - (now - liveSeenAt) + 50);
+  } else {
+    liveSeenAt = 0;
+  }
+  return held;
+}
+
 function render() {
+  const teacher = lesson?.teacher ?? null;
+  const live = teacherLive();
   if (fatal) {
     status.show("error", errorText(fatal.code), fatal.message);
   } else if (reconnecting) {
@@ -209,7 +404,7 @@ function render() {
     status.show("reconnecting", t("classroom.status.reconnecting", { attempt: backoff.attempt }), hint);
   } else if (!signalling?.joined) {
     status.show("connecting", t("classroom.status.connecting"));
-  } else if (!teacher?.live) {
+  } else if (!live) {
     const text = teacher?.present && teacher.name
       ? t("classroom.status.waiting_present", { name: teacher.name })
       : t("classroom.status.waiting");
@@ -220,8 +415,68 @@ function render() {
     status.show("connecting", t("classroom.status.connecting"));
   }
   soundButton.hidden = !soundBlocked || Boolean(fatal);
+  const inLesson = Boolean(signalling?.joined && !fatal);
+  screen.update(inLesson ? lesson : null);
+  screen.setSelf(opened?.stream ?? null);
+  renderNotices(inLesson, live);
+  chat.enable(inLesson);
+
+  const you = inLesson ? lesson?.you : null;
+  handButton.hidden = !you || you.on_stage || observer;
+  handButton.dataset.up = String(Boolean(you?.hand));
+  handButton.dataset.muted = String(Boolean(you?.muted));
+  handButton.textContent = you?.hand ? t("hand.lower") : t("hand.raise");
+
+  const chosen = lesson?.video?.cap && CAPS.has(lesson.video.cap) ? lesson.video.cap : cap;
+  if (document.activeElement !== qualitySelect) {
+    qualitySelect.value = chosen;
+  }
 }
 
+/**
+ * @param {boolean} inLesson
+ * @param {boolean} live
+ */
+function renderNotices(inLesson, live) {
+  const you = inLesson ? lesson?.you : null;
+  const paused = inLesson && live && lesson?.video?.paused === true;
+  notices.paused.hidden = !paused;
+  const reason = lesson?.video?.reason === "audio_only_chosen" ? "audio_only_chosen" : "line_too_slow";
+  notices.paused.dataset.reason = reason;
+  const text = t(`classroom.paused.${reason}`);
+  if (notices.pausedText.textContent !== text) {
+    notices.pausedText.textContent = text;
+  }
+  resumeButton.hidden = reason !== "audio_only_chosen";
+  byId("screen").dataset.paused = String(paused);
+
+  notices.muted.hidden = !you?.muted || you.on_stage;
+  notices.muted.textContent = you?.hand ? t("classroom.muted.asked") : t("classroom.muted");
+  notices.onStage.hidden = !you?.on_stage;
+  notices.onStage.textContent = t("classroom.on_stage");
+
+  const stream = opened?.stream ?? null;
+  let missing = "";
+  if (opened && !observer) {
+    if (!stream) {
+      missing = t("classroom.devices.none", { reason: opened.problem ?? "" });
+    } else if (stream.getVideoTracks().length === 0) {
+      missing = t("classroom.devices.no_camera");
+    } else if (stream.getAudioTracks().length === 0) {
+      missing = t("classroom.devices.no_microphone");
+    }
+  }
+  notices.devices.hidden = !missing || Boolean(fatal);
+  notices.devices.textContent = missing;
+}
+
+handButton.addEventListener("click", () => {
+  signalling?.send({ type: "hand", up: handButton.dataset.up !== "true" });
+});
+qualitySelect.addEventListener("change", () => chooseCap(qualitySelect.value));
+resumeButton.addEventListener("click", () => chooseCap("auto"));
+chatToggle.addEventListener("click", () => openChat(chatPanel.hidden));
+byId("chat-close").addEventListener("click", () => openChat(false));
 soundButton.addEventListener("click", enableSound);
 fullscreenButton.addEventListener("click", () => {
   if (document.fullscreenElement) {
@@ -240,3 +495,7 @@ window.addEventListener("pageshow", (event) => {
 
 render();
 connect();
+devices.then((result) => {
+  opened = result;
+  render();
+});

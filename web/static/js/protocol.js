@@ -18,6 +18,8 @@ export const CLOSE_SILENT = 4000;
  *   joined?: (message: Message) => void,
  *   state?: (message: Message) => void,
  *   answer?: (message: Message) => void,
+ *   stats?: (message: Message) => void,
+ *   chat?: (message: Message) => void,
  *   error?: (error: ServerError) => void,
  *   close?: (info: CloseInfo) => void,
  * }} Handlers
@@ -93,9 +95,12 @@ export class Signalling {
     return false;
   }
 
-  /** @param {string} sdp */
-  offer(sdp) {
-    return this.send({ type: "offer", sdp });
+  /**
+   * @param {string} sdp
+   * @param {string[]} [media]  what each m-line carries, in order ("send:camera", ...)
+   */
+  offer(sdp, media) {
+    return this.send({ type: "offer", sdp, media });
   }
 
   /** @param {{candidate: string, sdpMid: string | null, sdpMLineIndex: number | null} | null} candidate */
@@ -165,6 +170,12 @@ export class Signalling {
         break;
       case "answer":
         this.handlers.answer?.(message);
+        break;
+      case "stats":
+        this.handlers.stats?.(message);
+        break;
+      case "chat":
+        this.handlers.chat?.(message);
         break;
       case "error": {
         /** @type {ServerError} */

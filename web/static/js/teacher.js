@@ -1,39 +1,61 @@
 // @ts-check
 /**
- * The teacher page: camera preview, start/stop, and the classrooms that are in.
- * The page joins the lesson at once (to show the classrooms); it publishes only
- * after "start", and publishes again by itself after a reconnection.
+ * The teacher page: camera preview, start/stop, screen sharing, and the classrooms
+ * (their pictures, hands, microphones, the stage and the chat). The page joins the
+ * lesson at once (to show the classrooms); it publishes only after "start", and
+ * publishes again by itself after a reconnection. Sharing a screen, or stopping,
+ * offers a new media connection with or without the courseware line; the old one
+ * stays on screen until the new one carries pictures.
  */
+import { ChatView } from "./chat.js";
+import { openDevices, openScreen } from "./devices.js";
 import { errorText, t } from "./i18n.js";
 import {
+  addLines,
   createPeerConnection,
   Negotiator,
   OFFER_ERRORS,
-  preferCodec,
+  showWhenFlowing,
   watchConnection,
 } from "./media.js";
-import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
+import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
+import { Roster } from "./roster.js";
+
+/** Grid tiles the teacher receives: enough for a lesson of one teacher and six
+ * classrooms. The server fills them in the order the classrooms joined. */
+export const GRID_TILES = 6;
+/** How long a replaced connection may keep its last pictures on screen. */
+const RETIRE_AFTER_MS = 8000;
 
 const config = pageConfig();
 const preview = /** @type {HTMLVideoElement} */ (byId("preview"));
 const toggle = /** @type {HTMLButtonElement} */ (byId("toggle"));
-const roster = byId("classrooms");
-const count = byId("classroom-count");
+const shareButton = /** @type {HTMLButtonElement} */ (byId("share"));
+const coursewareFrame = byId("courseware-frame");
+const coursewarePreview = /** @type {HTMLVideoElement} */ (byId("courseware-preview"));
+const recordingBadge = byId("recording");
+const mix = /** @type {HTMLAudioElement} */ (byId("mix"));
 const status = new StatusLine(byId("status"), byId("status-text"), byId("status-detail"));
-
-const MEDIA_STATES = new Set(["none", "connecting", "connected", "failed"]);
 
 /** @type {MediaStream | null} */
 let camera = null;
 /** @type {string | null} a sentence saying why the camera cannot be used */
 let cameraProblem = null;
+/** @type {MediaStream | null} the shared screen or window */
+let screen = null;
+/** @type {string} why sharing did not work, for a while */
+let shareProblem = "";
 /** @type {Signalling | null} */
 let signalling = null;
 /** @type {Negotiator | null} */
 let negotiator = null;
 /** @type {RTCPeerConnection | null} */
 let pc = null;
+/** @type {RTCPeerConnection | null} the connection `pc` replaces, kept until it is up */
+let retiring = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let retireTimer;
 /** @type {{iceServers: RTCIceServer[], videoCodec: string} | null} */
 let joined = null;
 /** @type {any} the latest `state` */
@@ -44,39 +66,69 @@ let fatal = null;
 let complaint = "";
 /** The teacher pressed start and has not pressed stop. */
 let wantLive = false;
+/** The lesson was live when this connection replaced the last one (sharing). */
+let switching = false;
 let reconnecting = false;
 const backoff = new Backoff();
 /** @type {ReturnType<typeof setTimeout> | undefined} the next socket attempt */
 let socketTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */
 let mediaTimer;
+let cancelMix = () => {};
 
-// -- camera ------------------------------------------------------------------
+const roster = new Roster(
+  {
+    list: byId("classrooms"),
+    count: byId("classroom-count"),
+    hands: byId("hands"),
+    handsNone: byId("hands-none"),
+    handsCount: byId("hands-count"),
+    stageFrame: byId("stage-frame"),
+    stageVideo: /** @type {HTMLVideoElement} */ (byId("stage-video")),
+    stageName: byId("stage-name"),
+    stageEnd: /** @type {HTMLButtonElement} */ (byId("stage-end")),
+    muteAll: /** @type {HTMLButtonElement} */ (byId("mute-all")),
+  },
+  {
+    mute: (peer, on) => signalling?.send({ type: "mute", peer, on }),
+    stage: (peer) => signalling?.send({ type: "stage", peer }),
+    muteAll: (on) => signalling?.send({ type: "mute_all", on }),
+  },
+);
+
+const chat = new ChatView(
+  {
+    list: byId("chat-messages"),
+    form: /** @type {HTMLFormElement} */ (byId("chat-form")),
+    input: /** @type {HTMLInputElement} */ (byId("chat-input")),
+    notice: byId("chat-notice"),
+  },
+  {
+    send: (text) => Boolean(signalling?.joined && signalling.send({ type: "chat", text })),
+    mine: (message) => message.role === "teacher",
+  },
+);
+
+// -- camera and screen ---------------------------------------------------------
 
 async function openCamera() {
-  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
-    cameraProblem = t("camera.insecure");
-    render();
-    return;
-  }
-  try {
-    camera = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25, max: 30 } },
-    });
-  } catch (error) {
-    cameraProblem = cameraErrorText(/** @type {Error} */ (error));
-    render();
-    return;
-  }
-  for (const track of camera.getTracks()) {
+  const devices = await openDevices({
+    width: { ideal: 1280 },
+    height: { ideal: 720 },
+    frameRate: { ideal: 25, max: 30 },
+  });
+  camera = devices.stream;
+  cameraProblem = devices.problem;
+  for (const track of camera?.getTracks() ?? []) {
     track.addEventListener("ended", () => {
       cameraProblem = t("camera.ended");
       render();
     });
   }
-  preview.srcObject = camera;
-  preview.play().catch(() => {}); // muted, so autoplay is allowed
+  if (camera) {
+    preview.srcObject = camera;
+    preview.play().catch(() => {}); // muted, so autoplay is allowed
+  }
   render();
 }
 
@@ -85,30 +137,50 @@ function releaseCamera() {
     track.stop();
   }
   preview.srcObject = null;
+  stopSharing({ publish: false });
 }
 
-/**
- * @param {Error} error  from getUserMedia
- * @returns {string}
- */
-function cameraErrorText(error) {
-  switch (error.name) {
-    case "NotAllowedError":
-    case "PermissionDeniedError":
-      return t("camera.denied");
-    case "SecurityError":
-      return window.isSecureContext ? t("camera.denied") : t("camera.insecure");
-    case "NotFoundError":
-    case "DevicesNotFoundError":
-    case "OverconstrainedError":
-      return t("camera.not_found");
-    case "NotReadableError":
-    case "TrackStartError":
-    case "AbortError":
-      return t("camera.busy");
-    default:
-      return t("camera.failed", { detail: `${error.name}: ${error.message}` });
+async function share() {
+  shareProblem = "";
+  shareButton.disabled = true;
+  try {
+    const stream = await openScreen();
+    if (!stream) {
+      return; // cancelled
+    }
+    stopSharing({ publish: false });
+    screen = stream;
+    for (const track of stream.getVideoTracks()) {
+      // the browser's own "stop sharing" bar, or the window was closed
+      track.addEventListener("ended", () => stopSharing({ publish: true }));
+    }
+    coursewarePreview.srcObject = stream;
+    coursewarePreview.play().catch(() => {});
+    if (wantLive) {
+      publish();
+    }
+  } catch (error) {
+    console.warn("cannot share the screen", error);
+    shareProblem = t("share.failed", { detail: /** @type {Error} */ (error).message });
+  } finally {
+    render();
   }
+}
+
+/** @param {{publish: boolean}} options */
+function stopSharing(options) {
+  if (!screen) {
+    return;
+  }
+  for (const track of screen.getTracks()) {
+    track.stop();
+  }
+  screen = null;
+  coursewarePreview.srcObject = null;
+  if (options.publish && wantLive) {
+    publish();
+  }
+  render();
 }
 
 // -- signalling ----------------------------------------------------------------
@@ -134,6 +206,12 @@ function connect() {
         }
         render();
       },
+      stats(message) {
+        roster.updateStats(message);
+      },
+      chat(message) {
+        chat.add(/** @type {any} */ (message));
+      },
       answer(message) {
         const connection = pc;
         negotiator?.answer(message.sdp).catch((error) => {
@@ -152,7 +230,11 @@ function connect() {
           negotiator?.refused();
           complaint = errorText(error.code);
           render();
+        } else if (error.code === "rate_limited" || error.code === "bad_message") {
+          chat.refused(error.code);
         }
+        // not_found: the classroom left just as the teacher clicked; the next
+        // state shows it gone.
       },
       close(info) {
         signalling = negotiator = null;
@@ -178,28 +260,54 @@ function connect() {
 
 // -- media ---------------------------------------------------------------------
 
+/** The teacher's media layout: what it sends, then the classrooms' mix, the grid
+ * tiles and the classroom on stage. */
+function lines() {
+  if (!camera) {
+    return [];
+  }
+  /** @type {import("./media.js").Line[]} */
+  const layout = [];
+  for (const track of camera.getAudioTracks()) {
+    layout.push({ entry: "send:microphone", track, stream: camera });
+  }
+  for (const track of camera.getVideoTracks()) {
+    layout.push({ entry: "send:camera", track, stream: camera });
+  }
+  for (const track of screen?.getVideoTracks() ?? []) {
+    layout.push({ entry: "send:courseware", track, stream: screen ?? undefined });
+  }
+  layout.push({ entry: "receive:classroom-mix" });
+  for (let i = 0; i < GRID_TILES; i++) {
+    layout.push({ entry: "receive:grid" });
+  }
+  layout.push({ entry: "receive:stage-camera" });
+  return layout;
+}
+
 function publish() {
   if (!camera || !signalling || !negotiator || !joined) {
     return;
   }
-  closeMedia();
+  const wasLive = isLive();
+  retire(pc);
+  switching = wasLive;
   complaint = "";
   const connection = createPeerConnection(joined.iceServers);
   pc = connection;
-  for (const track of camera.getTracks()) {
-    const transceiver = connection.addTransceiver(track, {
-      direction: "sendonly",
-      streams: [camera],
-    });
-    if (track.kind === "video") {
-      preferCodec(transceiver, joined.videoCodec);
-    }
-  }
+  const layout = addLines(connection, lines(), joined.videoCodec);
+  roster.setTracks(layout.received.get("grid") ?? [], layout.received.get("stage-camera")?.[0] ?? null);
+  cancelMix();
+  cancelMix = showWhenFlowing(mix, layout.received.get("classroom-mix") ?? [], () => {
+    mix.play().catch(() => {});
+  });
   watchConnection(connection, {
     connected() {
       if (pc === connection) {
         backoff.reset();
         reconnecting = false;
+        switching = false;
+        retire(null);
       }
     },
     lost() {
@@ -209,13 +317,29 @@ function publish() {
     },
     changed: render,
   });
-  negotiator.offer(connection).catch((error) => {
+  negotiator.offer(connection, layout.media).catch((error) => {
     console.error("cannot make an offer", error);
     if (pc === connection) {
       retryMedia();
     }
   });
   render();
+}
+
+/**
+ * Keep `connection` (being replaced) until the new one is up, then close it; null
+ * closes the one kept.
+ * @param {RTCPeerConnection | null} connection
+ */
+function retire(connection) {
+  clearTimeout(retireTimer);
+  if (retiring && retiring !== connection) {
+    retiring.close();
+  }
+  retiring = connection;
+  if (connection) {
+    retireTimer = setTimeout(() => retire(null), RETIRE_AFTER_MS);
+  }
 }
 
 /** The media connection dropped while the lesson is on: offer again, later. (When
@@ -246,10 +370,21 @@ function isFresh(connection) {
 }
 
 function closeMedia() {
+  retire(null);
+  switching = false;
   if (pc) {
     pc.close();
     pc = null;
   }
+  roster.setTracks([], null);
+  cancelMix();
+  mix.srcObject = null;
+}
+
+function isLive() {
+  return (
+    lesson?.teacher?.live === true && (pc?.connectionState === "connected" || switching)
+  );
 }
 
 function start() {
@@ -269,7 +404,8 @@ function stop() {
 // -- view ----------------------------------------------------------------------
 
 function render() {
-  const live = lesson?.teacher?.live === true && pc?.connectionState === "connected";
+  // While a new connection replaces a live one, the lesson goes on for the page.
+  const live = isLive() || (switching && wantLive);
   if (fatal) {
     status.show("error", errorText(fatal.code), fatal.message);
   } else if (cameraProblem) {
@@ -281,9 +417,10 @@ function render() {
   } else if (!joined) {
     status.show("starting", t("teacher.status.connecting"));
   } else if (!wantLive) {
-    status.show("ready", t("teacher.status.ready"), complaint);
+    status.show("ready", t("teacher.status.ready"), complaint || shareProblem);
   } else if (live) {
-    status.show("live", t("teacher.status.live"));
+    const detail = screen ? t("teacher.status.sharing") : "";
+    status.show("live", t("teacher.status.live"), shareProblem || detail);
   } else {
     status.show("starting", t("teacher.status.starting"), complaint);
   }
@@ -291,36 +428,17 @@ function render() {
   toggle.disabled = Boolean(fatal || cameraProblem || !camera || (!joined && !wantLive));
   toggle.textContent = wantLive ? t("teacher.stop") : t("teacher.start");
   toggle.dataset.action = wantLive ? "stop" : "start";
-  renderClassrooms(fatal || !joined ? [] : (lesson?.classrooms ?? []));
-}
-
-/** @param {{peer: string, name: string, media: string}[]} classrooms */
-function renderClassrooms(classrooms) {
-  count.textContent =
-    classrooms.length === 0
-      ? t("teacher.classrooms.none")
-      : t("teacher.classrooms.count", { count: classrooms.length });
-  const items = classrooms.map((classroom) => {
-    const media = MEDIA_STATES.has(classroom.media) ? classroom.media : "none";
-    const item = document.createElement("li");
-    item.className = "classroom";
-    item.dataset.peer = classroom.peer;
-    item.dataset.media = media;
-    const name = document.createElement("span");
-    name.className = "classroom-name";
-    name.textContent = classroom.name;
-    const state = document.createElement("span");
-    state.className = "classroom-media";
-    // "connected" only means the link is up; say "watching" once there is a lesson.
-    const word = media === "connected" && lesson?.teacher?.live ? "watching" : media;
-    state.textContent = t(`media.${word}`);
-    item.append(name, state);
-    return item;
-  });
-  roster.replaceChildren(...items);
+  shareButton.disabled = Boolean(fatal || !camera);
+  shareButton.dataset.action = screen ? "stop" : "start";
+  shareButton.textContent = screen ? t("teacher.share.stop") : t("teacher.share");
+  coursewareFrame.hidden = !screen;
+  recordingBadge.hidden = !lesson?.recording;
+  chat.enable(Boolean(signalling?.joined && !fatal));
+  roster.update(fatal || !joined ? null : lesson, wantLive && pc !== null);
 }
 
 toggle.addEventListener("click", () => (wantLive ? stop() : start()));
+shareButton.addEventListener("click", () => (screen ? stopSharing({ publish: true }) : share()));
 window.addEventListener("pagehide", () => signalling?.leave());
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) {
