@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 SPEAKING_DBFS = -40.0
+MEDIA_SILENCE = 6.0  # seconds without RTCP or RTP before a media connection is given up
 STATS_EVERY = 2  # ticks
 
 
@@ -194,8 +195,12 @@ class Lesson:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             count += 1
+            now = time.monotonic()
             for peer in list(self.peers.values()):
                 peer.evaluate_links()
+                if peer.media_silent_for(now) > MEDIA_SILENCE and peer.pc is not None:
+                    logger.info("lesson=%s peer=%s media went silent", self.id, peer.id)
+                    peer.media_lost()
             self._update_speaker()
             if count % STATS_EVERY == 0:
                 teacher = self.teacher

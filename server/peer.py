@@ -14,6 +14,7 @@ from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from media.background import spawn
 from media.downlink import VideoDownlink
 from media.peer import create_peer_connection, prefer_codec
 from media.upstream import Upstream
@@ -51,6 +52,8 @@ class Peer:
         self.seat = seat_key(grant.role, grant.token_id, self.id)
         self.left = False  # said goodbye: its seat is given up at once
         self._retired_counters = (0, 0)
+        self._heard = -1
+        self._heard_at = 0.0
         self.closed = False
 
     @property
@@ -206,6 +209,19 @@ class Peer:
         for downlink in self.downlinks:
             downlink.evaluate()
 
+    def media_silent_for(self, now: float) -> float:
+        """Seconds since this peer's media connection last showed life: receiver
+        reports for what it receives, packets for what it sends. aiortc itself takes
+        about 30 s to notice a dead link."""
+        heard = sum(u.packets for u in self.upstreams)
+        for _, down in self.downs:
+            feedback = getattr(down, "feedback", None)
+            if feedback is not None:
+                heard += feedback.reports
+        if heard != self._heard or self.media_state != "connected":
+            self._heard, self._heard_at = heard, now
+        return now - self._heard_at
+
     def link_stats(self) -> dict[str, Any]:
         downlink = self._main_downlink()
         if downlink is None:
@@ -295,6 +311,11 @@ class Peer:
             packets += p
             octets += o
         return packets, octets
+
+    def media_lost(self) -> None:
+        """The media connection is dead: drop it; the page or client offers again."""
+        self._set_media_state("failed")
+        spawn(self.close_media(keep_state=True), f"{self!r} closing dead media")
 
     def _set_media_state(self, state: str) -> None:
         if state != self.media_state:
