@@ -1,9 +1,10 @@
 """`zhuandi classroom URL`: join a lesson from a script, with aiortc.
 
-With a classroom or observer URL it receives the lesson: `--record FILE` saves the
+With a classroom or observer URL it receives the teacher: `--record FILE` saves the
 video and audio as they were sent (nothing is decoded), otherwise they are decoded
-and dropped, as a screen would. With a teacher URL and `--publish FILE` it is a
-scripted teacher that sends the file, looped.
+and dropped, as a screen would. `--publish FILE` sends the file, looped, as the
+camera and microphone: a scripted teacher with a teacher URL, a classroom's uplink
+with a classroom URL.
 
 It reconnects with backoff when the socket or the media connection drops, and
 stops on a fatal error (except `shutdown`), Ctrl-C, SIGTERM or `--duration`,
@@ -31,7 +32,7 @@ from server.client_args import (
     parse_join_url,
 )
 from server.client_console import Console
-from server.client_media import MediaCounters, PublishMedia, ReceiveMedia, peer_connection
+from server.client_media import MediaConnection, MediaCounters
 from server.client_socket import ClientSocket, ServerError, SocketClosedError
 
 PROGRESS_EVERY = 5.0
@@ -68,11 +69,13 @@ class Client:
         self.record = record
         self.publish = publish
         self.quiet = quiet
-        self.counters = MediaCounters()
-        self.console = Console(publishing=publish is not None)
+        self.receiving = join.role != "teacher"
+        self.received = MediaCounters()
+        self.sent = MediaCounters()
+        self.console = Console()
         self.writer: PacketWriter | None = None
         self._codec: str | None = None
-        self._media: ReceiveMedia | PublishMedia | None = None
+        self._media: MediaConnection | None = None
         self._stop = asyncio.Event()
 
     async def run(self, duration: float | None) -> int:
@@ -209,19 +212,19 @@ class Client:
     async def _connect_media(self, sock: ClientSocket, joined: dict[str, Any]) -> asyncio.Event:
         """Offer a new media connection; the event is set if it fails."""
         assert self._codec is not None
-        pc = peer_connection(list(joined.get("iceServers") or []))
-        media: ReceiveMedia | PublishMedia
-        if self.publish is not None:
-            try:
-                media = PublishMedia(pc, self._codec, self.counters, self.publish)
-            except (OSError, av.FFmpegError) as exc:
-                await pc.close()
-                raise ClientError(f"cannot play {self.publish}: {exc}", EXIT_USAGE) from None
-        else:
-            media = ReceiveMedia(pc, self._codec, self.counters, self.writer)
-            if self.writer is not None:
-                self.writer.restart()
+        try:
+            media = MediaConnection(
+                list(joined.get("iceServers") or []),
+                self._codec,
+                receive=(self.received, self.writer) if self.receiving else None,
+                publish=(self.sent, self.publish) if self.publish is not None else None,
+            )
+        except (OSError, av.FFmpegError) as exc:
+            raise ClientError(f"cannot play {self.publish}: {exc}", EXIT_USAGE) from None
+        if self.writer is not None:
+            self.writer.restart()
         self._media = media
+        pc = media.pc
         failed = asyncio.Event()
 
         @pc.on("connectionstatechange")
@@ -230,7 +233,8 @@ class Client:
                 failed.set()
 
         await pc.setLocalDescription(await pc.createOffer())
-        await sock.send({"type": "offer", "sdp": pc.localDescription.sdp})
+        offer = {"type": "offer", "sdp": pc.localDescription.sdp, "media": media.layout}
+        await sock.send(offer)
         answer = await sock.expect("answer", ANSWER_TIMEOUT)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         media.start()  # no await since setRemoteDescription: before the receivers start
@@ -269,7 +273,11 @@ class Client:
             await asyncio.sleep(PROGRESS_EVERY)
             if self._media is not None:
                 self._media.sync()
-            self.console.progress(self.counters, self.writer)
+            self.console.progress(
+                self.received if self.receiving else None,
+                self.sent if self.publish is not None else None,
+                self.writer,
+            )
 
     # -- waiting --------------------------------------------------------------
 

@@ -49,11 +49,9 @@ def parse_join_url(url: str) -> JoinUrl:
 
 
 def check_options(join: JoinUrl, record: str | None, publish: str | None) -> None:
-    if publish is not None and join.role != "teacher":
+    if publish is not None and join.role == "observer":
         raise ClientError(
-            f"classroom uplink is not available yet: --publish needs a teacher URL, "
-            f"and this is a {join.role} URL",
-            EXIT_USAGE,
+            "an observer only receives: --publish needs a teacher or classroom URL", EXIT_USAGE
         )
     if join.role == "teacher" and publish is None:
         raise ClientError("a teacher URL needs --publish FILE (what to send)", EXIT_USAGE)

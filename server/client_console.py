@@ -9,8 +9,7 @@ from server.client_media import MediaCounters
 
 
 class Console:
-    def __init__(self, publishing: bool) -> None:
-        self.publishing = publishing
+    def __init__(self) -> None:
         self.status = "connecting"
         self.joined = False  # status changes are printed once `joined` has been
         self._started = time.monotonic()
@@ -29,25 +28,39 @@ class Console:
             if self.joined:
                 self.say(status)
 
-    def progress(self, counters: MediaCounters, writer: PacketWriter | None) -> None:
+    def progress(
+        self,
+        received: MediaCounters | None,
+        sent: MediaCounters | None,
+        writer: PacketWriter | None,
+    ) -> None:
         """State, frames, resolution and bitrate since the last progress line."""
         now = time.monotonic()
-        kbps = (counters.octets - self._last_octets) * 8 / 1000 / max(now - self._last_time, 1e-3)
-        self._last_octets, self._last_time = counters.octets, now
-        size_known = counters.size or (writer.stats.video_size if writer else None)
-        size = "{}x{}".format(*size_known) if size_known else "-"
-        verb = "sent" if self.publishing else "received"
-        line = (
-            f"{self.status} · {verb} video {counters.video_frames} frames {size}, "
-            f"audio {counters.audio_frames} · {kbps:.0f} kbps"
-        )
+        seconds = max(now - self._last_time, 1e-3)
+        parts = [self.status]
+        octets = 0
+        for verb, counters in (("received", received), ("sent", sent)):
+            if counters is None:
+                continue
+            size = counters.size
+            if size is None and verb == "received" and writer is not None:
+                size = writer.stats.video_size  # H.264: read from the recording
+            shown = "{}x{}".format(*size) if size else "-"
+            parts.append(
+                f"{verb} video {counters.video_frames} frames {shown}, "
+                f"audio {counters.audio_frames}"
+            )
+            octets += counters.octets
+        parts.append(f"{(octets - self._last_octets) * 8 / 1000 / seconds:.0f} kbps")
+        self._last_octets, self._last_time = octets, now
         if writer is not None:
             stats = writer.stats
-            line += f" · recorded {stats.video_frames}/{stats.audio_frames}"
-            line += f" ({stats.dropped} dropped)" if stats.dropped else ""
+            recorded = f"recorded {stats.video_frames}/{stats.audio_frames}"
+            recorded += f" ({stats.dropped} dropped)" if stats.dropped else ""
             if writer.error is not None:
-                line += f" · RECORDING FAILED: {writer.error}"
-        self.say(line)
+                recorded += f" · RECORDING FAILED: {writer.error}"
+            parts.append(recorded)
+        self.say(" · ".join(parts))
 
     def recorded(self, writer: PacketWriter) -> None:
         stats = writer.stats

@@ -1,5 +1,6 @@
-"""The media connection of `zhuandi classroom`: receive (and record, or decode), or
-publish a file. One object per RTCPeerConnection; counters outlive reconnections.
+"""The media connection of `zhuandi classroom`: receive the teacher (and record, or
+decode), publish a file, or both (a classroom's uplink). One MediaConnection per
+RTCPeerConnection; counters outlive reconnections.
 
 Recording takes the encoded frames from the receivers (media/adapter.py) straight
 into the PacketWriter, as sent: nothing is decoded. Without a recording the tracks
@@ -67,13 +68,16 @@ class ReceiveMedia:
         self._tasks: list[asyncio.Task[None]] = []
         self._video_receiver: RTCRtpReceiver | None = None
         self._video_rtp: adapter.RtpTap | None = None
-        pc.addTransceiver("audio", direction="recvonly")
-        prefer_codec(pc.addTransceiver("video", direction="recvonly"), codec)
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        video = pc.addTransceiver("video", direction="recvonly")
+        prefer_codec(video, codec)
+        self._transceivers = [audio, video]
+        self.layout = ["receive:teacher-audio", "receive:teacher-camera"]  # offer.media
 
     def start(self) -> None:
         """Wire the receivers. Call right after setRemoteDescription, before the
         receivers start (no await in between)."""
-        for transceiver in self.pc.getTransceivers():
+        for transceiver in self._transceivers:
             receiver = transceiver.receiver
             track = receiver.track
             if track is None:
@@ -133,36 +137,31 @@ class ReceiveMedia:
         if receiver is not None and rtp is not None and rtp.media_ssrc is not None:
             spawn(adapter.send_pli(receiver, rtp.media_ssrc), "PLI to the server")
 
-    def sync(self) -> None:
-        """Counters are kept up to date as packets arrive."""
-
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.shield(self.pc.close())
 
 
 class PublishMedia:
-    """A sendonly connection that plays a file, again and again."""
+    """Plays a file, again and again, on sendonly transceivers: a teacher's microphone
+    and camera, or a classroom's."""
 
     def __init__(
         self, pc: RTCPeerConnection, codec: str, counters: MediaCounters, path: str
     ) -> None:
-        self.pc = pc
         self._counters = counters
         self.player = LoopingPlayer(path)
         self._senders: list[RTCRtpSender] = []
         self._seen = (0, 0, 0)  # video frames, audio frames, octets already counted
+        self.layout: list[str] = []  # offer.media
         for track in (self.player.audio, self.player.video):
             if track is not None:
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 if track.kind == "video":
                     prefer_codec(transceiver, codec)
                 self._senders.append(transceiver.sender)
-
-    def start(self) -> None:
-        """Nothing to wire: aiortc encodes and sends the player's frames."""
+                self.layout.append("send:microphone" if track.kind == "audio" else "send:camera")
 
     def sync(self) -> None:
         video = self.player.video.frames if self.player.video else 0
@@ -176,10 +175,55 @@ class PublishMedia:
         if self.player.video is not None and self.player.video.size is not None:
             self._counters.size = self.player.video.size
 
+
+class MediaConnection:
+    """One RTCPeerConnection and what flows on it: the teacher received, a file
+    published, or both. Keyframe requests from the server reach aiortc's encoder
+    by themselves; ours go to the server for the received video."""
+
+    def __init__(
+        self,
+        ice_servers: list[dict[str, object]],
+        codec: str,
+        *,
+        receive: tuple[MediaCounters, PacketWriter | None] | None,
+        publish: tuple[MediaCounters, str] | None,
+    ) -> None:
+        self.pc = peer_connection(ice_servers)
+        self.receiving: ReceiveMedia | None = None
+        self.publishing: PublishMedia | None = None
+        try:
+            if receive is not None:
+                self.receiving = ReceiveMedia(self.pc, codec, *receive)
+            if publish is not None:
+                self.publishing = PublishMedia(self.pc, codec, *publish)
+        except BaseException:
+            spawn(self.pc.close(), "closing an unused connection")
+            raise
+
+    @property
+    def layout(self) -> list[str]:
+        """`offer.media`: what each m-line is, in order (docs/protocol.md)."""
+        parts = (self.receiving, self.publishing)
+        return [entry for part in parts if part is not None for entry in part.layout]
+
+    def start(self) -> None:
+        """Right after setRemoteDescription, with no await in between."""
+        if self.receiving is not None:
+            self.receiving.start()
+
+    def sync(self) -> None:
+        if self.publishing is not None:
+            self.publishing.sync()
+
     def request_keyframe(self) -> None:
-        """The server asks the publisher itself; aiortc's encoder answers PLIs."""
+        if self.receiving is not None:
+            self.receiving.request_keyframe()
 
     async def close(self) -> None:
         self.sync()
+        if self.receiving is not None:
+            await self.receiving.close()
         await asyncio.shield(self.pc.close())
-        self.player.stop()
+        if self.publishing is not None:
+            self.publishing.player.stop()
