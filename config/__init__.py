@@ -10,6 +10,7 @@ from config.settings import (
     RecorderSettings,
     ServerSettings,
     Settings,
+    TimetableSettings,
     TokenSettings,
     load_settings,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "RecorderSettings",
     "ServerSettings",
     "Settings",
+    "TimetableSettings",
     "TokenSettings",
     "load_settings",
     "parse_duration",

@@ -11,6 +11,7 @@ import json
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +92,23 @@ class LibrarySettings:
 
 
 @dataclass(frozen=True)
+class TimetableSettings:
+    # The local time of the county's timetables (an IANA zone name).
+    timezone: str = "Asia/Shanghai"
+    # Scheduled lessons open this many minutes before they start (a sound check).
+    open_early: float = 5.0
+    # A classroom's kiosk page asks for its timetable this often (seconds).
+    room_poll: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     recorder: RecorderSettings = field(default_factory=RecorderSettings)
     library: LibrarySettings = field(default_factory=LibrarySettings)
+    timetable: TimetableSettings = field(default_factory=TimetableSettings)
 
     @property
     def data_path(self) -> Path:
@@ -296,6 +308,17 @@ def _validate(instance: Any, path: str) -> None:
             raise ConfigError("library.job_threads must be between 1 and 16")
         if not 0 <= instance.job_nice <= 19:
             raise ConfigError("library.job_nice must be between 0 and 19")
+    elif isinstance(instance, TimetableSettings):
+        try:
+            zoneinfo.ZoneInfo(instance.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"timetable.timezone: unknown time zone {instance.timezone!r}"
+            ) from None
+        if not 0 <= instance.open_early <= 60:
+            raise ConfigError("timetable.open_early must be between 0 and 60 minutes")
+        if not 0.2 <= instance.room_poll <= 300:
+            raise ConfigError("timetable.room_poll must be between 0.2 and 300 seconds")
     elif isinstance(instance, TokenSettings):
         try:
             parse_duration(instance.default_ttl)

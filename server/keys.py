@@ -4,6 +4,8 @@ import jinja2
 from aiohttp import web
 
 from config import Settings
+from server.clock import Clock
+from server.county import County
 from server.jobs import RenditionJobs
 from server.lessons import Lessons
 from server.library import Library
@@ -16,3 +18,5 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 LIBRARY = web.AppKey("library", Library)
 JOBS = web.AppKey("jobs", RenditionJobs)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+COUNTY = web.AppKey("county", County)
