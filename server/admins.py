@@ -74,16 +74,16 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(derived, base64.b64decode(expected))
 
 
-# Checked against when the login is unknown, so that both answers take as long.
-_DUMMY = hash_password(secrets.token_urlsafe(12))
-
-
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 << 20, dklen=32)
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+# Checked against when the login is unknown, so that both answers take as long.
+_DUMMY = hash_password(secrets.token_urlsafe(12))
 
 
 def _digest(session_id: str) -> str:
