@@ -131,7 +131,9 @@ class VideoDownlink:
             self.evaluate()
 
     def _on_report(self, feedback: adapter.SenderFeedback) -> None:
-        self.controller.report(self._clock(), feedback.highest_sequence, feedback.packets_lost)
+        self.controller.report(
+            self._clock(), feedback.highest_sequence, feedback.packets_lost, feedback.rtt
+        )
         self.evaluate()
 
     def _sent_bps(self, now: float) -> float:
@@ -170,7 +172,7 @@ class VideoDownlink:
         self.last_reason = decision.reason
         names = self.ladder.names
         logger.info(
-            "%s layer %s -> %s: %s (remb %s, sent %d, loss %.1f%%)",
+            "%s layer %s -> %s: %s (remb %s, sent %d, loss %.1f%%, queue %.0f ms)",
             self.name,
             names[self.selector.target] if self.selector.target is not None else "audio",
             names[decision.layer] if decision.layer is not None else "audio",
@@ -178,6 +180,7 @@ class VideoDownlink:
             remb,
             self.controller.sent_bps,
             self.controller.loss * 100,
+            self.controller.queue * 1000,
         )
         self.selector.select(decision.layer)
 

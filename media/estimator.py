@@ -1,19 +1,28 @@
 """Per-subscriber link estimate and layer choice, from what aiortc gives a sender.
 
 Inputs are the subscriber's REMB, its receiver reports (cumulative loss and highest
-sequence number, smoothed over a window because one report's fraction-lost is noisy)
-and the rate actually sent. Like GCC, the estimate is the lower of the delay-based
-REMB and a loss-based figure.
+sequence number, smoothed over a window because one report's fraction-lost is
+noisy), the round-trip time they give, and the rate actually sent. The line is
+judged congested on any of:
+- loss above 10% over the window (with enough packets to say so);
+- a queue: the round trip grows 150 ms above the least seen lately (a rural line's
+  shaper holds up to 300 ms of packets before it drops);
+- REMB well under what is sent. A browser's REMB covers its whole connection and
+  is a good signal when it lasts. An aiortc receiver estimates each stream alone,
+  ramps slowly and reads a busy CPU as a queue, so its REMB only counts when it is
+  deep and loss or a queue agrees.
 
 The choice goes down fast: on congestion, straight to the best layer that fits the
-estimate, or to audio only when none does. It goes up slowly: only after a quiet
-hold, one layer at a time, as a probe. A probe that meets congestion within
-`probe_window` is undone and doubles the hold (up to `max_hold`), so a layer that
-does not fit is not retried every few seconds; a probe that holds resets it.
+estimate (the lower of REMB and a loss-based figure), or to audio only when none
+does. Right after a switch down the windows start afresh, and for a moment only
+severe trouble moves it further, so one burst of loss from the old layer cannot
+cascade down to audio only. It goes up slowly: after a quiet hold, one layer at a
+time, as a probe. A probe that meets congestion within `probe_window` is undone and
+doubles the hold (up to `max_hold`); a probe that holds resets it.
 
 REMB lags a rate increase by seconds, so right after an up-switch a low REMB only
-counts as congestion once REMB has caught up with the new rate, or if it falls
-clearly below where it was at the switch.
+counts once REMB has caught up with the new rate, or falls clearly below where it
+was at the switch.
 """
 
 from collections import deque
@@ -22,8 +31,13 @@ from dataclasses import dataclass
 
 PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
 PAUSE_AFTER = 2.0  # or when congestion at the lowest layer lasts this long (seconds)
-REMB_PERSIST = 0.4  # a low REMB counts once it lasts this long (seconds)...
+REMB_PERSIST = 0.4  # a browser's low REMB counts once it lasts this long (seconds)...
 REMB_DEEP = 0.6  # ...or at once when it is below this share of what is sent
+REMB_ALONE_DEEP = 0.5  # a per-stream REMB must fall this low, with loss or a queue
+QUEUE_DELAY = 0.15  # seconds of round trip above the least: the line queues
+MIN_PACKETS = 20  # packets expected in the window before its loss means anything
+SETTLE = 1.5  # seconds after a switch down when only severe trouble goes further
+RTT_MEMORY = 30.0  # seconds over which the least round trip is kept
 
 
 @dataclass
@@ -61,18 +75,25 @@ class LayerController:
         self._remb_at_switch: float | None = None
         self._remb_caught_up = True
         self._reports: deque[tuple[float, int, int]] = deque()
+        self._rtts: deque[tuple[float, float]] = deque()
         self._congested_since: float | None = None
         self._remb_low_since: float | None = None
+        self._settle_until = 0.0
         self.loss = 0.0
+        self.queue = 0.0  # seconds of round trip above the least seen lately
         self.estimate: float | None = None
         self.remb: float | None = None
         self.sent_bps = 0.0
         self.congested = False
+        self.why = ""
 
     # -- inputs --------------------------------------------------------------
 
-    def report(self, now: float, highest_sequence: int, packets_lost: int) -> None:
-        """A receiver report: cumulative loss and the highest sequence number."""
+    def report(
+        self, now: float, highest_sequence: int, packets_lost: int, rtt: float | None = None
+    ) -> None:
+        """A receiver report: cumulative loss, the highest sequence number, and the
+        round trip it gave (seconds), if it could."""
         reports = self._reports
         if reports and highest_sequence < reports[-1][1]:
             reports.clear()  # sequence numbers restarted (a new sender)
@@ -82,7 +103,25 @@ class LayerController:
         first, last = reports[0], reports[-1]
         expected = last[1] - first[1]
         lost = last[2] - first[2]
-        self.loss = min(1.0, max(0.0, lost / expected)) if expected > 0 else 0.0
+        if expected >= MIN_PACKETS:
+            self.loss = min(1.0, max(0.0, lost / expected))
+        elif len(reports) == 1:
+            self.loss = 0.0
+        if rtt is not None and rtt >= 0:
+            rtts = self._rtts
+            rtts.append((now, rtt))
+            while rtts and rtts[0][0] < now - RTT_MEMORY:
+                rtts.popleft()
+            least = min(r for _, r in rtts)
+            self.queue = max(0.0, rtt - least)
+
+    def _fresh_windows(self) -> None:
+        """After a switch the old layer's losses and queue say nothing about the new."""
+        if self._reports:
+            self._reports = deque([self._reports[-1]])
+        self.loss = 0.0
+        self._remb_low_since = None
+        self._congested_since = None
 
     # -- the decision ----------------------------------------------------------
 
@@ -97,45 +136,23 @@ class LayerController:
         """Evaluate; returns a Decision when the layer should change.
 
         `sent_bps` is this stream's rate; `total_sent_bps` what the whole connection
-        to this subscriber carries (REMB covers all of it; defaults to this stream).
-        The reserve (`audio_bps`) is what goes before this stream: audio, and video
-        of higher priority. With `shared` False, REMB is this stream's alone (an
-        aiortc receiver estimates each stream on its own), and no reserve applies."""
+        to this subscriber carries (a browser's REMB covers all of it; defaults to
+        this stream). The reserve (`audio_bps`) is what goes before this stream:
+        audio, and video of higher priority. With `shared` False, REMB is this
+        stream's alone (an aiortc receiver estimates each stream on its own), and no
+        reserve applies."""
         self.remb = remb
         self.sent_bps = sent_bps
         total = sent_bps if total_sent_bps is None else max(total_sent_bps, sent_bps)
         rates = list(self._rates())
         lowest = len(rates) - 1
         audio = self._audio_bps() if shared else 0.0
-        loss_based = total * (1 - 0.5 * self.loss) if self.loss > self._congestion_loss else None
+        lossy = self.loss > self._congestion_loss
+        loss_based = total * (1 - 0.5 * self.loss) if lossy else None
         candidates = [x for x in (remb, loss_based) if x is not None]
         self.estimate = min(candidates) if candidates else None
 
-        if remb is not None and self.layer is not None and sent_bps > 0:
-            if not self._remb_caught_up and remb >= 0.95 * total:
-                self._remb_caught_up = True
-            remb_low = (self._remb_caught_up and remb < 0.85 * total) or (
-                not self._remb_caught_up
-                and self._remb_at_switch is not None
-                and remb < 0.85 * self._remb_at_switch
-            )
-        else:
-            remb_low = False
-        # One overuse report (REMB at 0.85 of the rate received) can come from a busy
-        # receiver as well as from a full line: it counts once it lasts, or at once
-        # when REMB falls far below what is sent.
-        if not remb_low:
-            self._remb_low_since = None
-        elif self._remb_low_since is None:
-            self._remb_low_since = now
-        lasting = self._remb_low_since is not None and now - self._remb_low_since >= REMB_PERSIST
-        deep = remb is not None and remb < REMB_DEEP * total
-        remb_congested = remb_low and (lasting or deep)
-        self.congested = self.loss > self._congestion_loss or remb_congested
-        if not self.congested:
-            self._congested_since = None
-        elif self._congested_since is None:
-            self._congested_since = now
+        self.congested, self.why = self._judge(now, remb, sent_bps, total, shared, lossy)
 
         if self.cap is None:
             return self._move(None, now, "audio only was chosen")
@@ -149,30 +166,9 @@ class LayerController:
             self._hold_until = now + self._hold
             if self.layer is None:
                 return None
-            fitting = [
-                i
-                for i in range(max(self.layer + 1, self.cap), lowest + 1)
-                if self.estimate is None or rates[i] + audio <= self.estimate
-            ]
-            if self.estimate is None:
-                target: int | None = min(self.layer + 1, lowest + 1)
-            else:
-                target = fitting[0] if fitting else lowest + 1
-            if target is not None and target > lowest:
-                # Video stops only when the line clearly cannot carry the lowest layer:
-                # heavy loss, an estimate well below it, or congestion that lasts.
-                # One delay spike (a busy receiver) is not enough.
-                need = rates[lowest] + audio
-                clear = (
-                    self.loss > self._congestion_loss
-                    or (self.estimate is not None and self.estimate < PAUSE_MARGIN * need)
-                    or (
-                        self._congested_since is not None
-                        and now - self._congested_since >= PAUSE_AFTER
-                    )
-                )
-                target = None if clear else lowest
-            return self._move(target, now, f"congested (loss {self.loss:.0%})")
+            if now < self._settle_until and not self._severe(rates):
+                return None
+            return self._step_down(now, rates, lowest, audio)
 
         if self._probe_at is not None and now - self._probe_at >= self._probe_window:
             self._probe_at = None
@@ -180,12 +176,92 @@ class LayerController:
         if now < self._hold_until:
             return None
         if self.layer is None:
-            return self._probe(lowest, now, remb)
+            return self._probe(lowest, now)
         if self.layer > self.cap:
-            return self._probe(self.layer - 1, now, remb)
+            return self._probe(self.layer - 1, now)
         return None
 
-    def _probe(self, target: int, now: float, remb: float | None) -> Decision | None:
+    def _judge(
+        self,
+        now: float,
+        remb: float | None,
+        sent: float,
+        total: float,
+        shared: bool,
+        lossy: bool,
+    ) -> tuple[bool, str]:
+        queued = self.queue > QUEUE_DELAY
+        remb_low = False
+        if remb is not None and self.layer is not None and sent > 0:
+            if not self._remb_caught_up and remb >= 0.95 * total:
+                self._remb_caught_up = True
+            remb_low = (self._remb_caught_up and remb < 0.85 * total) or (
+                not self._remb_caught_up
+                and self._remb_at_switch is not None
+                and remb < 0.85 * self._remb_at_switch
+            )
+        if not remb_low:
+            self._remb_low_since = None
+        elif self._remb_low_since is None:
+            self._remb_low_since = now
+        remb_congested = False
+        if remb_low and remb is not None:
+            if shared:
+                since = self._remb_low_since
+                lasting = since is not None and now - since >= REMB_PERSIST
+                remb_congested = lasting or remb < REMB_DEEP * total
+            else:
+                corroborated = self.loss > 0.02 or self.queue > QUEUE_DELAY / 3
+                remb_congested = remb < REMB_ALONE_DEEP * sent and corroborated
+        congested = lossy or queued or remb_congested
+        if not congested:
+            self._congested_since = None
+        elif self._congested_since is None:
+            self._congested_since = now
+        why = (
+            f"loss {self.loss:.0%}"
+            if lossy
+            else f"queue {self.queue * 1000:.0f} ms"
+            if queued
+            else f"REMB {remb or 0:.0f} under {total:.0f} bps"
+        )
+        return congested, why
+
+    def _severe(self, rates: list[float]) -> bool:
+        """Right after a switch down, the loss and the queue still come from the old
+        layer (a full shaper drops its tail for a while): only an estimate far below
+        the new layer moves on."""
+        current = rates[self.layer] if self.layer is not None else 0.0
+        return self.estimate is not None and self.estimate < 0.5 * current
+
+    def _step_down(
+        self, now: float, rates: list[float], lowest: int, audio: float
+    ) -> Decision | None:
+        assert self.layer is not None and self.cap is not None
+        fitting = [
+            i
+            for i in range(max(self.layer + 1, self.cap), lowest + 1)
+            if self.estimate is None or rates[i] + audio <= self.estimate
+        ]
+        if self.estimate is None:
+            target: int | None = min(self.layer + 1, lowest + 1)
+        else:
+            target = fitting[0] if fitting else lowest + 1
+        if target is not None and target > lowest:
+            # Video stops only when the line clearly cannot carry the lowest layer:
+            # heavy loss, an estimate well below it, or congestion that lasts.
+            need = rates[lowest] + audio
+            clear = (
+                self.loss > self._congestion_loss
+                or (self.estimate is not None and self.estimate < PAUSE_MARGIN * need)
+                or (
+                    self._congested_since is not None and now - self._congested_since >= PAUSE_AFTER
+                )
+            )
+            target = None if clear else lowest
+        return self._move(target, now, f"congested ({self.why})")
+
+    def _probe(self, target: int, now: float) -> Decision | None:
         self._probe_at = now
         self._hold_until = now + self._base_hold
         return self._move(target, now, "probing a higher layer")
@@ -200,4 +276,6 @@ class LayerController:
             self._remb_caught_up = False
         else:
             self._remb_caught_up = True
+            self._settle_until = now + SETTLE
+            self._fresh_windows()
         return Decision(target, reason)

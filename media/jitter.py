@@ -35,7 +35,7 @@ class ResilientJitterBuffer:
         kind: str,
         codec: str | Callable[[int], str] = "vp8",
         *,
-        max_wait: float = 0.6,
+        max_wait: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`codec` is a codec name, or a function from payload type to codec name
@@ -160,11 +160,17 @@ class ResilientJitterBuffer:
         """Drop the frame that waits for a lost packet; video then needs a keyframe."""
         self.gaps_given_up += 1
         self._gap_since = None
+        assert self._next is not None
         if self.kind == "video":
+            # Drop the frame that starts here, even when it is a keyframe: the next
+            # search must not find the same broken keyframe again.
+            for ext in [e for e in self._packets if e <= self._next]:
+                del self._packets[ext]
+            self._next += 1
+            self.frames_skipped += 1
             self._need_keyframe = True
             self._seek_keyframe()
         else:
-            assert self._next is not None
             later = [ext for ext in self._packets if ext > self._next]
             self._next = min(later) if later else self._next + 1
             self.frames_skipped += 1

@@ -12,8 +12,10 @@ from media.background import spawn
 from media.jitter import ResilientJitterBuffer
 
 NACK_INTERVAL = 0.05
-NACK_REPEAT_AFTER = 0.12
-NACK_TRIES = 6
+# Repeat a NACK only after a round trip through a full rural queue (tbf's 300 ms
+# latency): asking sooner only adds retransmissions to a line that is already full.
+NACK_REPEAT_AFTER = 0.35
+NACK_TRIES = 3
 
 
 class ResilientReceiver:

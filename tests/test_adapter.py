@@ -156,3 +156,12 @@ async def test_rtx_ssrcs_are_routed_to_their_receiver(pair: Pair) -> None:
     rtx = pair.video_receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     assert rtx, "the offer declared an RTX SSRC"
     assert all(router.ssrc_table.get(ssrc) is pair.video_receiver for ssrc in rtx)
+
+
+def test_retransmissions_are_held_to_a_budget() -> None:
+    budget = adapter.RetransmitBudget(share=0.25, floor=10.0, repeat=0.3)
+    # 100 packets a second sent: at most max(10, 25) resends a second, each seq once
+    allowed = budget.allow(list(range(100)), packets_sent=100)
+    assert len(allowed) <= 25
+    again = budget.allow(allowed[:5], packets_sent=100)
+    assert again == [], "a packet was resent twice within the repeat interval"

@@ -149,3 +149,43 @@ def test_a_deep_remb_drop_counts_at_once() -> None:
     c.report(1.0, 1150, 0)
     decision = c.update(1.0, remb=400_000, sent_bps=1_500_000)
     assert decision is not None and decision.layer == 2
+
+
+def test_a_growing_queue_is_congestion_even_without_loss() -> None:
+    c = controller()
+    for t in range(5):
+        c.report(float(t), 1000 + 150 * t, 0, rtt=0.02)
+        assert c.update(float(t), remb=3_000_000, sent_bps=1_500_000) is None
+    c.report(5.0, 1750, 0, rtt=0.25)  # the shaper's queue fills: +230 ms
+    decision = c.update(5.0, remb=3_000_000, sent_bps=1_500_000)
+    assert decision is not None and decision.layer == 1
+    assert "queue" in decision.reason
+
+
+def test_an_aiortc_receivers_low_remb_alone_is_not_congestion() -> None:
+    c = controller()
+    for t in range(10):
+        c.report(float(t), 1000 + 150 * t, 0, rtt=0.01)
+        # a Python classroom's REMB ramps slowly and lags what it is sent
+        assert c.update(float(t), remb=200_000, sent_bps=1_500_000, shared=False) is None
+    assert c.layer == 0
+
+
+def test_one_burst_of_loss_does_not_cascade_down_to_audio_only() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=1_500_000)
+    c.report(1.0, 1100, 30)  # 30 % lost while on the top layer
+    decision = c.update(1.0, remb=None, sent_bps=1_500_000)
+    assert decision is not None and decision.layer == 1
+    # the next report still shows the old layer's losses in its window
+    c.report(1.5, 1140, 42)
+    assert c.update(1.5, remb=None, sent_bps=450_000) is None, "cascaded within the settle"
+    assert c.layer == 1
+
+
+def test_a_few_packets_do_not_make_a_loss_rate() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.report(1.0, 1003, 1)  # one of three: not "33 % loss"
+    assert c.loss == 0.0

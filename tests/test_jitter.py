@@ -124,3 +124,24 @@ def test_audio_skips_a_lost_packet_after_a_short_wait() -> None:
     assert out[:5] == [0, 1, 2, 3, 4]
     assert 5 not in out
     assert out[-1] >= 17, "audio stalled behind the lost packet"
+
+
+def test_a_keyframe_that_lost_a_packet_for_good_does_not_stop_the_buffer() -> None:
+    clock = Clock()
+    buffer = ResilientJitterBuffer("video", "vp8", clock=clock, max_wait=0.5)
+    pattern = [True] + [False] * 9 + [True] + [False] * 9
+    packets = vp8_stream(pattern)
+    keyframe = [p for p in packets if p.timestamp == packets[0].timestamp]
+    assert len(keyframe) >= 2
+    lost = keyframe[1]  # the first keyframe never completes
+    released: list[int] = []
+    buffer.overflow = lambda frame: released.append(frame_index(frame))
+    for packet in packets:
+        if packet is lost:
+            continue
+        clock.now += 1 / 30 / 3
+        _pli, frame = buffer.add(packet)
+        if frame is not None:
+            released.append(frame_index(frame))
+    assert released[:1] == [10], f"the buffer never moved on to the next keyframe: {released}"
+    assert released == list(range(10, 20))
