@@ -10,8 +10,10 @@ faster for a moment. That keeps audio and video together to within the network's
 jitter, which is all a lesson needs.
 
 A stream is placed afresh by arrival when its timestamps stop agreeing with the
-wall clock (the sender restarted) or after `reset()` (a new connection), and file
-time never runs backwards, which the muxer would refuse.
+wall clock (the sender restarted, a packet would land more than `max_ahead` after
+its arrival or `resync_seconds` before it) or after `reset()` (a new connection).
+So the file never runs more than `max_ahead` past the wall clock, and file time
+never runs backwards, which the muxer would refuse.
 """
 
 _WRAP = 1 << 32
@@ -20,9 +22,12 @@ MAX_SLEW = 10  # catch up by at most 1/10 of each packet's duration
 
 
 class StreamClock:
-    def __init__(self, clock_rate: int, resync_seconds: float = 5.0) -> None:
+    def __init__(
+        self, clock_rate: int, resync_seconds: float = 5.0, max_ahead: float = 1.5
+    ) -> None:
         self.clock_rate = clock_rate
         self._resync = round(resync_seconds * clock_rate)
+        self._max_ahead = round(max_ahead * clock_rate)
         self._last_in: int | None = None  # the last raw timestamp
         self._extended = 0  # the last timestamp, unwrapped
         self._offset = 0  # file time minus unwrapped timestamp
@@ -47,7 +52,7 @@ class StreamClock:
         extended = self._extended + delta
         out = extended + self._offset
         early = out - wall
-        if abs(early) > self._resync:
+        if early > self._max_ahead or -early > self._resync:
             self.resyncs += 1
             return self._anchor(timestamp, wall)
         if early > 0:

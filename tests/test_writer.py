@@ -343,10 +343,18 @@ def test_stream_clock_unwraps_drops_duplicates_and_resyncs() -> None:
 
 def test_stream_clock_catches_up_at_most_a_tenth_faster() -> None:
     clock = StreamClock(1000)
-    outs = [clock.map(t, 0.0, 0.0) for t in range(0, 2000, 20)]  # 2 s arriving at once
+    outs = [clock.map(t, 0.0, 0.0) for t in range(0, 1000, 20)]  # 1 s arriving at once
     steps = [b - a for a, b in itertools.pairwise(outs)]  # type: ignore[operator]
     assert set(steps) == {18}
-    assert outs[-1] is not None and outs[-1] == 99 * 18
+    assert outs[-1] is not None and outs[-1] == 49 * 18
+
+
+def test_stream_clock_never_runs_far_ahead_of_the_wall_clock() -> None:
+    clock = StreamClock(1000, max_ahead=1.5)
+    assert clock.map(0, 10.0, 0.0) == 10_000
+    assert clock.map(3000, 10.1, 0.0) == 10_100  # 3 s of media in 0.1 s: a jump
+    assert clock.resyncs == 1
+    assert clock.map(3020, 10.12, 0.0) == 10_120
 
 
 def test_a_full_queue_drops_to_the_next_keyframe_and_never_blocks(tmp_path: Path) -> None:
