@@ -263,15 +263,12 @@ export class Roster {
     muteAll.disabled = classrooms.length === 0;
     muteAll.dataset.on = String(Boolean(state?.all_muted));
     setText(muteAll, state?.all_muted ? t("teacher.unmute_all") : t("teacher.mute_all"));
-    this.renderHands(hands, state?.stage ?? null);
+    this.renderHands(hands);
     this.renderStage(state?.stage ?? null);
   }
 
-  /**
-   * @param {Seat[]} hands
-   * @param {Seat | null} stage
-   */
-  renderHands(hands, stage) {
+  /** @param {Seat[]} hands */
+  renderHands(hands) {
     const { hands: list, handsNone, handsCount } = this.elements;
     handsNone.hidden = hands.length > 0;
     handsCount.hidden = hands.length === 0;
@@ -290,7 +287,7 @@ export class Roster {
       button.type = "button";
       button.className = "hand-button";
       button.dataset.action = "stage";
-      button.textContent = stage ? t("stage.instead") : t("stage.bring");
+      button.textContent = t("stage.bring");
       button.addEventListener("click", () => this.actions.stage(seat.peer));
       item.append(place, name, button);
       return item;

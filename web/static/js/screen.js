@@ -36,13 +36,24 @@ export class LessonScreen {
     this.swapped = sessionStorage.getItem("zhuandi.swapped") === "true";
     /** @type {ScreenState | null} */
     this.state = null;
-    elements.swap.addEventListener("click", () => {
-      this.swapped = !this.swapped;
-      sessionStorage.setItem("zhuandi.swapped", String(this.swapped));
-      this.render();
-    });
+    elements.swap.addEventListener("click", () => this.swap());
+    // The small picture enlarges itself when clicked.
+    elements.teacher.addEventListener("click", () => this.swapped || this.swapIfShown());
+    elements.courseware.addEventListener("click", () => this.swapped && this.swapIfShown());
     setInterval(() => this.pollCourseware(), COURSEWARE_POLL_MS);
     this.render();
+  }
+
+  swap() {
+    this.swapped = !this.swapped;
+    sessionStorage.setItem("zhuandi.swapped", String(this.swapped));
+    this.render();
+  }
+
+  swapIfShown() {
+    if (this.courseware) {
+      this.swap();
+    }
   }
 
   /**
