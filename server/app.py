@@ -8,8 +8,10 @@ from aiohttp import WSCloseCode, web
 from config import Settings
 from media import adapter
 from server.api import setup_api
+from server.clock import Clock, SystemClock
+from server.county_routes import setup_county
 from server.errors import error_middleware
-from server.keys import LESSONS, SETTINGS, SOCKETS, TEMPLATES, TOKENS
+from server.keys import CLOCK, LESSONS, SETTINGS, SOCKETS, TEMPLATES, TOKENS
 from server.lessons import Lessons
 from server.library_routes import setup_library
 from server.metrics import setup_metrics
@@ -21,7 +23,8 @@ from server.tokens import Tokens, load_or_create_secret
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """The application. `clock` is the time the timetable runs on (tests move it)."""
     adapter.set_host_addresses(settings.media.ice_addresses)
     adapter.enable_opus_fec()
     app = web.Application(
@@ -29,8 +32,9 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
     secret = settings.tokens.secret or load_or_create_secret(settings.data_path)
-    app[TOKENS] = Tokens(secret)
+    app[TOKENS] = Tokens(secret, clock=app[CLOCK].now)
     app[LESSONS] = Lessons(settings)
     app[TEMPLATES] = create_templates()
     app[SOCKETS] = set()
@@ -40,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_metrics(app)
     setup_api(app)
     setup_library(app)  # registered after the lessons: at shutdown its jobs stop first
+    setup_county(app)  # the directory, timetable, kiosk rooms, admin pages, statistics
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static", WEB_DIR / "static", append_version=True)

@@ -9,6 +9,7 @@ from server.county import County
 from server.jobs import RenditionJobs
 from server.lessons import Lessons
 from server.library import Library
+from server.scheduler import Scheduler
 from server.tokens import Tokens
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,3 +21,4 @@ LIBRARY = web.AppKey("library", Library)
 JOBS = web.AppKey("jobs", RenditionJobs)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 COUNTY = web.AppKey("county", County)
+SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -53,6 +53,8 @@ class Lesson:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         # called when the lesson has nobody left, not even a seat waiting for its peer
         self.on_idle: Callable[[Lesson], None] | None = None
+        # asked for the layer a new seat starts on (its classroom's line check)
+        self.starting_layer: Callable[[Peer], int | None] | None = None
         self._saved = LessonState(settings.data_path / "lessons", lesson_id)
         self._restore()
 
@@ -125,6 +127,11 @@ class Lesson:
         self.changed()
         if self.idle and self.on_idle is not None:
             self.on_idle(self)
+
+    def give_up_seats(self) -> None:
+        """Give up every seat still waiting for its peer (the lesson is over)."""
+        for key in [key for key, seat in self.seats.items() if seat.away]:
+            self._drop_seat(key)
 
     def _drop_seat(self, key: str) -> None:
         seat = self.seats.pop(key, None)
@@ -252,7 +259,8 @@ class Lesson:
         seat = self.seats.get(peer.seat)
         back = seat is not None and seat.away
         if seat is None:
-            seat = Seat(peer.seat, peer.role, peer.name)
+            first = self.starting_layer(peer) if self.starting_layer is not None else 0
+            seat = Seat(peer.seat, peer.role, peer.name, last_layer=first)
             self.seats[peer.seat] = seat
         seat.peer_id, seat.away_since, seat.name = peer.id, None, peer.name
         timer = self._expiry.pop(peer.seat, None)

@@ -23,6 +23,8 @@ class Lessons:
         # given to every lesson: called with (lesson id, archive directory) when a
         # lesson that recorded closes (the library queues its renditions)
         self.recording_finished: list[Callable[[str, Path], None]] = []
+        # told about every lesson opened, before its first peer joins
+        self.opened: list[Callable[[Lesson], None]] = []
 
     def get(self, lesson_id: str) -> Lesson | None:
         return self._lessons.get(lesson_id)
@@ -48,6 +50,8 @@ class Lessons:
             lesson.recording_finished = self.recording_finished
             lesson.on_idle = self._closing_soon
             self._lessons[lesson_id] = lesson
+            for callback in self.opened:
+                callback(lesson)
             lesson.start()
             lesson.start_restored()
             logger.info("lesson=%s opened", lesson_id)
@@ -68,6 +72,28 @@ class Lessons:
         lesson = peer.lesson
         lesson.remove(peer, gone=peer.left)
         await self.close_if_idle(lesson)
+
+    async def end(self, lesson_id: str) -> None:
+        """End a lesson now (its time on the timetable is over): every peer is told
+        and leaves for good, seats waiting for their peer are given up, and the
+        lesson closes (its recording with it)."""
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            return
+        for peer in list(lesson.peers.values()):
+            peer.send(
+                {
+                    "type": "error",
+                    "code": "lesson_ended",
+                    "fatal": True,
+                    "message": "the lesson is over (its time on the timetable has ended)",
+                }
+            )
+            peer.left = True
+            await self.leave(peer)
+        lesson.give_up_seats()
+        await self.close_if_idle(lesson)
+        logger.info("lesson=%s ended by the timetable", lesson_id)
 
     def _closing_soon(self, lesson: Lesson) -> None:
         spawn(self.close_if_idle(lesson), f"lesson={lesson.id} close")

@@ -39,8 +39,12 @@ class Tokens:
         self._secret = secret
         self._clock = clock
 
-    def issue(self, lesson: str, role: str, name: str, ttl: float) -> str:
-        """A join token. Observers (巡课) may get lesson "*": any live lesson."""
+    def issue(
+        self, lesson: str, role: str, name: str, ttl: float, token_id: str | None = None
+    ) -> str:
+        """A join token. Observers (巡课) may get lesson "*": any live lesson. A
+        classroom's seat is its token's id: a `token_id` given again (a kiosk's
+        classroom) takes the same seat."""
         if lesson == ANY_LESSON and role == "observer":
             pass
         elif not LESSON_ID.match(lesson):
@@ -57,7 +61,7 @@ class Tokens:
             "name": name,
             "iat": now,
             "exp": now + int(ttl),
-            "jti": secrets.token_urlsafe(9),
+            "jti": token_id or secrets.token_urlsafe(9),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
