@@ -1,4 +1,5 @@
-"""The `zhuandi` command: serve, token, classroom, library."""
+"""The `zhuandi` command: serve, token, classroom, library, and the county's admin,
+directory, device and schedule."""
 
 import argparse
 import asyncio
@@ -83,11 +84,21 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, help="leave after this many seconds (default: stay)"
     )
     classroom.add_argument("--quiet", action="store_true", help="no progress lines")
+    classroom.add_argument(
+        "--quality",
+        choices=["auto", "high", "low", "audio"],
+        help="the most this classroom receives (default auto: what its line carries)",
+    )
+    classroom.add_argument(
+        "--raise-hand", action="store_true", help="raise the classroom's hand once joined"
+    )
     classroom.set_defaults(run=_classroom)
 
+    from server.county_cli import add_county_commands
     from server.library_cli import add_library_commands
 
     add_library_commands(sub)
+    add_county_commands(sub)
     return parser
 
 
@@ -167,6 +178,8 @@ def _classroom(args: argparse.Namespace) -> int:
             publish=args.publish,
             duration=args.duration,
             quiet=args.quiet,
+            quality=args.quality,
+            raise_hand=args.raise_hand,
         )
     )
 

@@ -51,6 +51,8 @@ async def run_client(
     publish: str | None = None,
     duration: float | None = None,
     quiet: bool = False,
+    quality: str | None = None,
+    raise_hand: bool = False,
 ) -> int:
     try:
         join = parse_join_url(url)
@@ -58,14 +60,31 @@ async def run_client(
     except ClientError as exc:
         print(f"zhuandi classroom: {exc.message}", file=sys.stderr)
         return exc.code
-    return await Client(join, record=record, publish=publish, quiet=quiet).run(duration)
+    client = Client(
+        join,
+        record=record,
+        publish=publish,
+        quiet=quiet,
+        quality=quality,
+        raise_hand=raise_hand,
+    )
+    return await client.run(duration)
 
 
 class Client:
     def __init__(
-        self, join: JoinUrl, *, record: str | None, publish: str | None, quiet: bool
+        self,
+        join: JoinUrl,
+        *,
+        record: str | None,
+        publish: str | None,
+        quiet: bool,
+        quality: str | None = None,
+        raise_hand: bool = False,
     ) -> None:
         self.join = join
+        self.quality = quality
+        self.raise_hand = raise_hand
         self.record = record
         self.publish = publish
         self.quiet = quiet
@@ -166,6 +185,10 @@ class Client:
         await sock.send({**join, "lesson": self.join.lesson, "role": self.join.role})
         joined = await sock.expect("joined", JOIN_TIMEOUT)
         self._on_joined(joined)
+        if self.quality is not None and self.join.role != "teacher":
+            await sock.send({"type": "quality", "cap": self.quality})
+        if self.raise_hand and self.join.role == "classroom":
+            await sock.send({"type": "hand", "up": True})
         loop = asyncio.get_running_loop()
         backoff = BACKOFF_FIRST
         while True:

@@ -20,6 +20,7 @@ from media import adapter
 from media.background import spawn
 from media.bitstream import VP8, vp8_size
 from media.peer import create_peer_connection, prefer_codec
+from media.receiver import ResilientReceiver
 from recorder.writer import PacketWriter
 from server.client_player import LoopingPlayer
 
@@ -68,6 +69,7 @@ class ReceiveMedia:
         self._tasks: list[asyncio.Task[None]] = []
         self._video_receiver: RTCRtpReceiver | None = None
         self._video_rtp: adapter.RtpTap | None = None
+        self._resilient: list[ResilientReceiver] = []
         audio = pc.addTransceiver("audio", direction="recvonly")
         video = pc.addTransceiver("video", direction="recvonly")
         prefer_codec(video, codec)
@@ -82,6 +84,9 @@ class ReceiveMedia:
             track = receiver.track
             if track is None:
                 continue
+            # aiortc's own receive path stalls for seconds when a packet is lost twice
+            # (research file §3.3): a rural classroom needs the resilient one.
+            self._resilient.append(ResilientReceiver(receiver, transceiver.kind))
             if transceiver.kind == "video":
                 self._video_receiver = receiver
                 if self._writer is not None:
@@ -138,6 +143,8 @@ class ReceiveMedia:
             spawn(adapter.send_pli(receiver, rtp.media_ssrc), "PLI to the server")
 
     async def close(self) -> None:
+        for resilient in self._resilient:
+            resilient.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

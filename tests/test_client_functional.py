@@ -578,3 +578,37 @@ def test_join_urls_are_read_as_zhuandi_token_prints_them() -> None:
     for bad in ("ftp://h/lesson/x/classroom?token=t", "http://h/x/classroom?token=t", "maths"):
         with pytest.raises(ClientError):
             parse_join_url(bad)
+
+
+@pytest.mark.timeout(90)
+async def test_the_cli_chooses_its_quality_and_raises_its_hand(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    teacher = Teacher(server.url, server.token("qa", "teacher"))
+    out = tmp_path / "low.mkv"
+    try:
+        await teacher.join()
+        await teacher.publish()
+        await teacher.wait_connected()
+        url = server.page("qa", "classroom", "村小")
+        run = asyncio.ensure_future(
+            run_cli(
+                url, "--record", str(out), "--quality", "low", "--raise-hand", "--duration", "8"
+            )
+        )
+        hands: list[str] = []
+        for _ in range(100):
+            lesson = server.lessons.get("qa")
+            if lesson is not None and lesson.floor.hands:
+                hands = [lesson.seat_name(seat) or "" for seat in lesson.floor.hands]
+                break
+            await asyncio.sleep(0.1)
+        cli = await run
+    finally:
+        await teacher.close()
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert hands == ["村小"], "the raised hand did not reach the teacher's queue"
+    frames = undamaged_frames(out)
+    assert frames and {height for _, height in frames} == {180}, "not the low layer"
+    numbers = [number for number, _ in frames]
+    assert numbers == sorted(numbers)
