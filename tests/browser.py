@@ -91,6 +91,18 @@ NO_DEVICES = """
 """
 
 
+# A permission prompt answered late: getUserMedia resolves after 5 s.
+LATE_DEVICES = """
+(() => {
+  const devices = navigator.mediaDevices;
+  if (!devices) return;
+  const original = devices.getUserMedia.bind(devices);
+  devices.getUserMedia = (constraints) =>
+    new Promise((resolve, reject) =>
+      setTimeout(() => original(constraints).then(resolve, reject), 5000));
+})();
+"""
+
 INBOUND_AUDIO_STATS = """
 async () => {
   const pcs = (window.__pcs || []).filter((pc) => pc.connectionState !== "closed");
@@ -260,6 +272,21 @@ async def wait_for_state(page: Page, state: str, timeout: float = 20.0) -> None:
 
 async def status_text(page: Page) -> str:
     return " ".join((await page.inner_text("#status")).split())
+
+
+async def wait_until(page: Page, expression: str, timeout: float = 15.0) -> Any:
+    """Poll a JavaScript expression until it is truthy, and return its value. Unlike
+    Playwright's wait_for_function, which evaluates its string with eval, this works
+    under the server's CSP (no 'unsafe-eval')."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"{expression!r} still {value!r} after {timeout} s")
+        await asyncio.sleep(0.1)
 
 
 async def playback(page: Page, selector: str = "video") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tests.browser import (
     playback,
     status_text,
     wait_for_state,
+    wait_until,
     wait_until_playing,
 )
 from tests.conftest import RunningServer, make_settings, start_server
@@ -71,9 +72,10 @@ async def test_two_classrooms_play_the_teacher_camera_and_the_teacher_sees_them(
 
         roster = teacher.locator("#classrooms li")
         await roster.nth(1).wait_for()
-        await teacher.wait_for_function(
+        await wait_until(
+            teacher,
             "[...document.querySelectorAll('#classrooms .classroom-media')]"
-            ".every((e) => e.textContent === '正在收看')"
+            ".every((e) => e.textContent === '正在收看')",
         )
         names = await roster.locator(".classroom-name").all_inner_texts()
         states = await roster.locator(".classroom-media").all_inner_texts()
@@ -103,8 +105,8 @@ async def test_classroom_waits_for_the_teacher_and_follows_start_and_stop(
         teacher, _ = await open_page(browser, server.page("physics", "teacher", "李老师"))
         await wait_for_state(teacher, "ready")
         # The teacher is in but not live: still waiting, now with the teacher's name.
-        await classroom.wait_for_function(
-            "document.getElementById('status-text').textContent.includes('李老师')"
+        await wait_until(
+            classroom, "document.getElementById('status-text').textContent.includes('李老师')"
         )
         assert await classroom.get_attribute("#status", "data-state") == "waiting"
 

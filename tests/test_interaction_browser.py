@@ -13,11 +13,13 @@ from playwright.async_api import Page
 from server import cli
 from tests.browser import (
     FAKE_SCREEN,
+    LATE_DEVICES,
     NO_DEVICES,
     chromium,
     open_page,
     playback,
     wait_for_state,
+    wait_until,
     wait_until_playing,
 )
 from tests.conftest import RunningServer
@@ -115,7 +117,7 @@ async def test_a_two_way_lesson_with_courseware_hands_stage_mutes_and_chat(
         await room_b.click("#hand")
         await room_a.click("#hand")
         await room_a.wait_for_selector('#hand[data-up="true"]')
-        await teacher.wait_for_function("document.querySelectorAll('#hands li').length === 2")
+        await wait_until(teacher, "document.querySelectorAll('#hands li').length === 2")
         assert await teacher.locator("#hands .hand-name").all_inner_texts() == [
             "二号教室",
             "一号教室",
@@ -153,8 +155,8 @@ async def test_a_two_way_lesson_with_courseware_hands_stage_mutes_and_chat(
         assert await text_of(teacher, f"{tile('一号教室')} .tile-flag") == "已静音"
         await room_a.click("#hand")
         await teacher.wait_for_selector('#hands li:has-text("一号教室")')
-        await room_a.wait_for_function(
-            "document.getElementById('you-muted').textContent.includes('已举手')"
+        await wait_until(
+            room_a, "document.getElementById('you-muted').textContent.includes('已举手')"
         )
         await teacher.click("#mute-all")
         await room_b.wait_for_selector("#you-muted:not([hidden])")
@@ -182,7 +184,7 @@ async def test_a_two_way_lesson_with_courseware_hands_stage_mutes_and_chat(
 
 
 @pytest.mark.timeout(90)
-async def test_a_classroom_without_camera_watches_and_chooses_its_quality(
+async def test_a_classroom_without_camera_watches_chooses_its_quality_or_allows_late(
     server: RunningServer,
 ) -> None:
     async with chromium() as browser:
@@ -212,6 +214,21 @@ async def test_a_classroom_without_camera_watches_and_chooses_its_quality(
         assert await room.input_value("#quality") == "auto"
         await frames_grow(room, "#video", 3)
         assert log.problems() == []
+
+        # A prompt answered late: the class watches meanwhile, then sends.
+        late, late_log = await open_page(
+            browser, server.page("music", "classroom", "中心校"), LATE_DEVICES
+        )
+        await wait_for_state(late, "live")
+        assert "选择“允许”" in await text_of(late, "#devices")
+        await wait_until(late, "window.__pcs.length === 2", timeout=15)
+        await late.wait_for_selector("#devices", state="hidden")
+        offer = str(await late.evaluate("window.__pcs[1].localDescription.sdp"))
+        assert offer.count("a=sendonly") == 2
+        await teacher.wait_for_selector(f'{tile("中心校")}[data-video="on"]', timeout=20_000)
+        await wait_until_playing(teacher, f"{tile('中心校')} .tile-video", timeout=30)
+        await wait_until_playing(late, "#video")
+        assert late_log.problems() == []
 
 
 @pytest.mark.timeout(90)

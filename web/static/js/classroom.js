@@ -22,6 +22,10 @@ const FIREWALL_HINT_AFTER = 3;
 /** The lesson counts as still on this long after the teacher's media stopped: the
  * teacher's page offers a new connection when it starts or stops sharing. */
 const LIVE_GRACE_MS = 3000;
+/** How long the page waits for the room's camera before it watches without: a
+ * permission prompt that nobody answers must not keep the class from the lesson.
+ * When the camera comes later, the page offers again with it. */
+const DEVICES_WAIT_MS = 3000;
 const TOASTS = 3;
 const TOAST_MS = 8000;
 const CAPS = new Set(["auto", "high", "low", "audio"]);
@@ -90,6 +94,8 @@ const devices = observer
     );
 /** @type {import("./devices.js").Devices | null} */
 let opened = null;
+/** Whether the current media connection sends this room's camera or microphone. */
+let sendsDevices = false;
 /** What this classroom chose to receive at most (docs/protocol.md, `quality`). */
 let cap = readCap();
 const backoff = new Backoff();
@@ -122,8 +128,8 @@ function connect() {
         if (cap !== "auto") {
           socket.send({ type: "quality", cap }); // before the offer: the streams start so
         }
-        devices.then((result) => {
-          opened = result;
+        const waited = new Promise((resolve) => setTimeout(resolve, DEVICES_WAIT_MS));
+        Promise.race([devices, waited]).then(() => {
           if (signalling === socket) {
             receive();
           }
@@ -205,12 +211,13 @@ function lines() {
   return layout;
 }
 
-/** Offer to send and receive on a fresh connection (once the devices are open). */
+/** Offer to send and receive on a fresh connection. */
 function receive() {
-  if (!signalling || !negotiator || fatal || !opened) {
+  if (!signalling || !negotiator || fatal) {
     return;
   }
   closeMedia();
+  sendsDevices = Boolean(opened?.stream);
   const connection = createPeerConnection(joined.iceServers);
   pc = connection;
   const layout = addLines(connection, lines(), joined.videoCodec);
@@ -457,7 +464,9 @@ function renderNotices(inLesson, live) {
 
   const stream = opened?.stream ?? null;
   let missing = "";
-  if (opened && !observer) {
+  if (!opened && !observer && inLesson) {
+    missing = t("classroom.devices.asking");
+  } else if (opened && !observer) {
     if (!stream) {
       missing = t("classroom.devices.none", { reason: opened.problem ?? "" });
     } else if (stream.getVideoTracks().length === 0) {
@@ -497,5 +506,8 @@ render();
 connect();
 devices.then((result) => {
   opened = result;
+  if (pc && !sendsDevices && result.stream && signalling?.joined && !fatal) {
+    receive(); // allowed after the class began watching: offer again, with them
+  }
   render();
 });
