@@ -58,10 +58,13 @@ class ManualClock:
         self.advance(max(0.0, when - self.now()))
 
     async def wait(self, seconds: float) -> None:
+        # asyncio.wait, not wait_for: in Python 3.11 wait_for can turn a cancellation
+        # that meets its timeout into a TimeoutError, and the sleeper never stops.
+        moved = asyncio.ensure_future(self._moved.wait())
         try:
-            await asyncio.wait_for(self._moved.wait(), seconds)
-        except TimeoutError:
-            pass
+            await asyncio.wait({moved}, timeout=seconds)
+        finally:
+            moved.cancel()
 
 
 def local(clock_time: float, zone: tzinfo) -> datetime:

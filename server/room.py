@@ -67,7 +67,7 @@ def join_token(request: web.Request, classroom: Classroom, occurrence: Occurrenc
         occurrence.lesson,
         role,
         name[:64],
-        ttl=max(1.0, occurrence.ends - now),
+        ttl=max(1.0, occurrence.ends - int(now)),  # expires when the lesson ends
         token_id=f"{SEAT_PREFIX}{classroom.id}",
     )
 

@@ -133,7 +133,7 @@ async def add_lesson(request: web.Request) -> web.StreamResponse:
     try:
         added = request.app[COUNTY].timetable.add([plan], request.app[CLOCK].now())
     except TimetableError as exc:
-        return _page(request, status=409, problems=exc.problems, form=values)
+        return _page(request, status=_status(exc), problems=exc.problems, form=values)
     raise web.HTTPSeeOther(f"/admin/timetable?week={added[0].date}&done=added")
 
 
@@ -149,8 +149,14 @@ async def import_csv(request: web.Request) -> web.StreamResponse:
     try:
         added = request.app[COUNTY].timetable.add(plans, request.app[CLOCK].now())
     except TimetableError as exc:
-        return _page(request, status=409, problems=exc.problems)
+        return _page(request, status=_status(exc), problems=exc.problems)
     return _page(request, added=len(added))
+
+
+def _status(refused: TimetableError) -> int:
+    """409 when the plans only clash with the timetable (or each other), else 400."""
+    clashes = all("_busy" in problem.key for problem in refused.problems)
+    return 409 if clashes else 400
 
 
 def _check_scope(request: web.Request, plans: list[LessonPlan]) -> None:

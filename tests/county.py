@@ -131,6 +131,7 @@ class Browser:
             f"{self.base}/admin/login",
             data={"login": login, "password": password, "nonce": nonce.group(1)},
             headers={"Origin": self.base},
+            allow_redirects=False,
         )
         await self.get("/admin")
         return response
