@@ -16,6 +16,7 @@ from tests.browser import (
     LATE_DEVICES,
     NO_DEVICES,
     chromium,
+    inbound_audio,
     open_page,
     playback,
     wait_for_state,
@@ -112,6 +113,17 @@ async def test_a_two_way_lesson_with_courseware_hands_stage_mutes_and_chat(
         assert await text_of(teacher, quality) == QUALITY_WORDS[level]
         assert await teacher.inner_text("#classroom-count") == "已加入 2 个教室"
         assert await teacher.locator("#classrooms li").count() == 2
+
+        # The teacher hears the classrooms (their fake microphones beep), as one track.
+        mix = "(() => { const m = document.getElementById('mix');"
+        mix += " return [m.srcObject.getAudioTracks().length, m.paused, m.muted]; })()"
+        assert await teacher.evaluate(mix) == [1, False, False]
+        before = await inbound_audio(teacher)
+        await asyncio.sleep(1.5)
+        after = await inbound_audio(teacher)
+        assert before is not None and after is not None
+        assert after["totalSamplesReceived"] - before["totalSamplesReceived"] > 24_000
+        assert after["totalAudioEnergy"] > before["totalAudioEnergy"]
 
         # Hands, in the order they went up.
         await room_b.click("#hand")

@@ -64,7 +64,7 @@ const screen = new LessonScreen({
   selfView: /** @type {HTMLVideoElement} */ (byId("self-view")),
   swap: /** @type {HTMLButtonElement} */ (byId("swap")),
   speaking: byId("speaking"),
-});
+}, () => render());
 
 /** @type {Signalling | null} */
 let signalling = null;
@@ -423,9 +423,11 @@ function render() {
   }
   soundButton.hidden = !soundBlocked || Boolean(fatal);
   const inLesson = Boolean(signalling?.joined && !fatal);
-  screen.update(inLesson ? lesson : null);
+  const paused = inLesson && live && lesson?.video?.paused === true;
+  // With courseware still coming, a paused camera only takes the camera away.
+  screen.update(inLesson ? lesson : null, paused && screen.courseware);
   screen.setSelf(opened?.stream ?? null);
-  renderNotices(inLesson, live);
+  renderNotices(inLesson, paused);
   chat.enable(inLesson);
 
   const you = inLesson ? lesson?.you : null;
@@ -442,20 +444,21 @@ function render() {
 
 /**
  * @param {boolean} inLesson
- * @param {boolean} live
+ * @param {boolean} paused  the teacher's camera is paused
  */
-function renderNotices(inLesson, live) {
+function renderNotices(inLesson, paused) {
   const you = inLesson ? lesson?.you : null;
-  const paused = inLesson && live && lesson?.video?.paused === true;
   notices.paused.hidden = !paused;
   const reason = lesson?.video?.reason === "audio_only_chosen" ? "audio_only_chosen" : "line_too_slow";
   notices.paused.dataset.reason = reason;
-  const text = t(`classroom.paused.${reason}`);
+  const cameraOnly = paused && screen.courseware;
+  notices.paused.dataset.scope = cameraOnly ? "camera" : "all";
+  const text = t(cameraOnly ? "classroom.paused.camera_only" : `classroom.paused.${reason}`);
   if (notices.pausedText.textContent !== text) {
     notices.pausedText.textContent = text;
   }
   resumeButton.hidden = reason !== "audio_only_chosen";
-  byId("screen").dataset.paused = String(paused);
+  byId("screen").dataset.paused = paused ? (cameraOnly ? "camera" : "true") : "false";
 
   notices.muted.hidden = !you?.muted || you.on_stage;
   notices.muted.textContent = you?.hand ? t("classroom.muted.asked") : t("classroom.muted");

@@ -39,8 +39,8 @@ export async function openDevices(video, options = {}) {
   for (const constraints of attempts) {
     try {
       const stream = await navigator.mediaDevices.getUserMedia(constraints);
-      const missing = first && (!constraints.audio || !constraints.video);
-      return { stream, problem: missing ? deviceErrorText(first) : null };
+      const partial = !constraints.audio || !constraints.video;
+      return { stream, problem: first && partial ? deviceErrorText(first) : null };
     } catch (error) {
       const failure = /** @type {Error} */ (error);
       first ??= failure;

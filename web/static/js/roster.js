@@ -115,7 +115,7 @@ class Tile {
     // "connected" only means the link is up; say "watching" once there is a lesson.
     const word = media === "connected" && view.live ? "watching" : media;
     setText(this.media, t(`media.${word}`));
-    this.quality.hidden = media !== "connected";
+    this.quality.hidden = media !== "connected" || !view.live; // nothing flows before
     this.quality.dataset.quality = data.quality;
     setText(this.qualityText, qualityText(view.quality));
     this.quality.title = t("quality.title");

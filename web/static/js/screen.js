@@ -25,9 +25,13 @@ export class LessonScreen {
    *          stage: HTMLElement, stageVideo: HTMLVideoElement, stageName: HTMLElement,
    *          selfView: HTMLVideoElement, swap: HTMLButtonElement,
    *          speaking: HTMLElement}} elements
+   * @param {() => void} changed  called when courseware starts or stops showing
    */
-  constructor(elements) {
+  constructor(elements, changed) {
     this.elements = elements;
+    this.changed = changed;
+    /** The teacher's camera is paused (the line is too slow for it). */
+    this.cameraPaused = false;
     /** @type {{pc: RTCPeerConnection, track: MediaStreamTrack} | null} */
     this.coursewareSource = null;
     this.framesDecoded = 0;
@@ -83,9 +87,14 @@ export class LessonScreen {
     }
   }
 
-  /** @param {ScreenState | null} state */
-  update(state) {
+  /**
+   * @param {ScreenState | null} state
+   * @param {boolean} cameraPaused  only the teacher's camera is paused: the
+   *   courseware stays large, and the swap waits
+   */
+  update(state, cameraPaused) {
     this.state = state;
+    this.cameraPaused = cameraPaused;
     this.render();
   }
 
@@ -120,6 +129,7 @@ export class LessonScreen {
     if (shown !== this.courseware) {
       this.courseware = shown;
       this.render();
+      this.changed();
     }
   }
 
@@ -127,8 +137,8 @@ export class LessonScreen {
     const { screen, swap, stage, stageName, speaking } = this.elements;
     const state = this.state;
     screen.dataset.courseware = this.courseware ? "on" : "off";
-    screen.dataset.swapped = String(this.swapped);
-    swap.hidden = !this.courseware;
+    screen.dataset.swapped = String(this.swapped && !this.cameraPaused);
+    swap.hidden = !this.courseware || this.cameraPaused;
     swap.textContent = this.swapped ? t("classroom.swap.courseware") : t("classroom.swap.camera");
 
     const you = state?.you;

@@ -207,7 +207,7 @@ function connect() {
         render();
       },
       stats(message) {
-        roster.updateStats(message);
+        roster.updateStats(/** @type {any} */ (message));
       },
       chat(message) {
         chat.add(/** @type {any} */ (message));
