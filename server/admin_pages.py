@@ -267,11 +267,17 @@ async def devices_page(request: web.Request) -> web.Response:
     )
 
 
-def _ago(now: float, seen: float | None) -> dict[str, int] | None:
+def _ago(now: float, seen: float | None) -> dict[str, Any] | None:
+    """How long ago, in the largest units that matter (a catalog key and values)."""
     if seen is None:
         return None
     minutes = max(0, int((now - seen) // 60))
-    return {"days": minutes // 1440, "hours": minutes // 60 % 24, "minutes": minutes % 60}
+    if minutes < 60:
+        return {"key": "admin.devices.ago.minutes", "values": {"minutes": minutes}}
+    if minutes < 1440:
+        values = {"hours": minutes // 60, "minutes": minutes % 60}
+        return {"key": "admin.devices.ago.hours", "values": values}
+    return {"key": "admin.devices.ago.days", "values": {"days": minutes // 1440}}
 
 
 def setup_admin_pages(app: web.Application) -> None:

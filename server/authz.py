@@ -98,13 +98,14 @@ def current_session(request: web.Request) -> Session | None:
 
 
 def check_origin(request: web.Request) -> None:
-    """A change must come from one of our own pages (browsers send Origin on
-    every POST); a request without Origin is a script, which still needs the
-    session cookie and the CSRF token."""
+    """A change must not come from another site's page. Our pages' referrer policy
+    is no-referrer, under which browsers send `Origin: null` even from our own
+    forms; that, and no Origin at all (a script), still need the SameSite=Strict
+    session cookie and the CSRF token, which are the real defence."""
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return
-    if origin == "null" or URL(origin).host != request.url.host:
+    if URL(origin).host != request.url.host:
         raise UserError("bad_origin", f"requests from {origin} are not allowed", status=403)
 
 

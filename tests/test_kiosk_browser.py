@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from recorder.archive import MANIFEST
@@ -73,7 +74,13 @@ async def test_a_kiosk_counts_down_joins_at_the_start_records_and_leaves_at_the_
             # the start time: recording starts
             server.clock.advance(lesson.starts + 1 - server.clock.now())
             await eventually(lambda: live.recording is not None, "recording at the start")
-            await asyncio.sleep(3)  # a few seconds of lesson
+
+            # the classroom's browser restarts: the same URL takes the same seat again
+            await classroom.context.close()
+            classroom, classroom_log = await open_page(browser, classroom_url)
+            await wait_until_playing(classroom, "#video", timeout=30)
+            seats = [key for key, seat in live.seats.items() if seat.role == "classroom"]
+            assert seats == ["c-room-east-1"]
 
             # the end: everyone leaves, the recording closes, the pages go back
             server.clock.advance(lesson.ends + 1 - server.clock.now())
@@ -87,6 +94,11 @@ async def test_a_kiosk_counts_down_joins_at_the_start_records_and_leaves_at_the_
             assert not classroom_log.problems(), classroom_log.problems()
             assert not teacher_log.problems(), teacher_log.problems()
 
+        # the recording is in the library under the timetable's title; a replay counts
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{server.url}/library/{lesson.lesson}") as response:
+                assert response.status == 200
+        assert [view for view, _ in county.views.between(0, 2e10)] == [lesson.lesson]
         archive = server.settings.data_path / "recordings" / lesson.lesson
         assert (archive / MANIFEST).is_file()
         entry = server.app[LIBRARY].repository.get(lesson.lesson)
