@@ -16,6 +16,9 @@ def connect(path: Path, schema: str) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
+    # WAL with NORMAL stays consistent after a crash and needs no fsync per commit,
+    # which matters here: the attendance log writes from the event loop.
+    db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA busy_timeout=5000")
     db.executescript(schema)

@@ -7,6 +7,7 @@ school, or the whole county), and gives columns, rows and what to chart.
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -46,6 +47,17 @@ class Report:
     chart: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Data:
+    """What every report reads: the range, its lessons and their attendance."""
+
+    span: Range
+    start: float  # the range in epoch seconds
+    end: float
+    occurrences: list[Occurrence]
+    intervals: dict[str, list[Interval]]  # by lesson
+
+
 class Reports:
     def __init__(self, county: County, now: float) -> None:
         self.county = county
@@ -54,11 +66,13 @@ class Reports:
     def build(self, name: str, span: Range) -> Report:
         if name not in REPORTS:
             raise ValueError(f"unknown report {name!r}")
-        start = datetime.combine(span.first, time(0), self.county.zone).timestamp()
-        end = datetime.combine(span.last + timedelta(days=1), time(0), self.county.zone)
-        occurrences = self.county.timetable.listing(start, end.timestamp(), school=span.school)
-        intervals = self._intervals(occurrences)
-        return getattr(self, f"_{name}")(span, occurrences, intervals, start, end.timestamp())
+        zone = self.county.zone
+        start = datetime.combine(span.first, time(0), zone).timestamp()
+        end = datetime.combine(span.last + timedelta(days=1), time(0), zone).timestamp()
+        occurrences = self.county.timetable.listing(start, end, school=span.school)
+        data = _Data(span, start, end, occurrences, self._intervals(occurrences))
+        build: Callable[[_Data], Report] = getattr(self, f"_{name}")
+        return build(data)
 
     def _intervals(self, occurrences: list[Occurrence]) -> dict[str, list[Interval]]:
         found: dict[str, list[Interval]] = defaultdict(list)
@@ -73,9 +87,8 @@ class Reports:
         owners.update({f"teacher:{t.id}": t.school for t in directory.teachers()})
         return owners
 
-    def _rate(
-        self, span: Range, occurrences: list[Occurrence], intervals: Any, *_: float
-    ) -> Report:
+    def _rate(self, data: _Data) -> Report:
+        span, occurrences, intervals = data.span, data.occurrences, data.intervals
         rows = [
             {
                 "period": r.period,
@@ -92,9 +105,8 @@ class Reports:
             {"kind": "bars", "label": "period", "value": "rate", "max": 100, "unit": "%"},
         )
 
-    def _teachers(
-        self, span: Range, occurrences: list[Occurrence], intervals: Any, *_: float
-    ) -> Report:
+    def _teachers(self, data: _Data) -> Report:
+        span, occurrences, intervals = data.span, data.occurrences, data.intervals
         names = {t.id: t for t in self.county.directory.teachers()}
         schools = {s.id: s.name for s in self.county.directory.schools()}
         rows = []
@@ -112,9 +124,8 @@ class Reports:
             )
         return Report("teachers", ["teacher", "name", "school", *HOURS], rows, _hours_chart())
 
-    def _hosts(
-        self, span: Range, occurrences: list[Occurrence], intervals: Any, *_: float
-    ) -> Report:
+    def _hosts(self, data: _Data) -> Report:
+        span, occurrences, intervals = data.span, data.occurrences, data.intervals
         rows = []
         for r in hours_by(occurrences, intervals, self.now, "host"):
             row = self._classroom_row(r.key, span)
@@ -122,9 +133,8 @@ class Reports:
                 rows.append({**row, **_hours(r)})
         return Report("hosts", ["classroom", "name", "school", *HOURS], rows, _hours_chart())
 
-    def _receivers(
-        self, span: Range, occurrences: list[Occurrence], intervals: Any, *_: float
-    ) -> Report:
+    def _receivers(self, data: _Data) -> Report:
+        span, occurrences, intervals = data.span, data.occurrences, data.intervals
         rows = []
         for r in attendance_by(occurrences, intervals, self.now):
             row = self._classroom_row(r.classroom, span)
@@ -148,14 +158,9 @@ class Reports:
             {"kind": "bars", "label": "name", "value": "rate", "max": 100, "unit": "%"},
         )
 
-    def _network(
-        self,
-        span: Range,
-        occurrences: list[Occurrence],
-        intervals: Any,
-        start: float,
-        end: float,
-    ) -> Report:
+    def _network(self, data: _Data) -> Report:
+        span, occurrences, intervals = data.span, data.occurrences, data.intervals
+        start, end = data.start, data.end
         checks = [c for c in self.county.checks.history(since=start, limit=100_000) if c.at < end]
         every = [i for found in intervals.values() for i in found]
         layers = layer_minutes(every)
@@ -214,14 +219,8 @@ class Reports:
         chart = {"kind": "lines", "series": series, "unit": "Mbps", "start": start, "end": end}
         return Report("network", columns, rows, chart)
 
-    def _views(
-        self,
-        span: Range,
-        occurrences: list[Occurrence],
-        intervals: Any,
-        start: float,
-        end: float,
-    ) -> Report:
+    def _views(self, data: _Data) -> Report:
+        span, occurrences, start, end = data.span, data.occurrences, data.start, data.end
         allowed: set[str] | None = None
         if span.school is not None:
             owners = self._school_of()

@@ -12,11 +12,14 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 
 from server.admin_pages import admin_render, form_of
+from server.attendance import Interval
 from server.authz import admin_route, require_school, school_scope
+from server.county import County
 from server.errors import UserError
 from server.i18n import pick_language
 from server.keys import CLOCK, COUNTY, SCHEDULER
-from server.timetable import LessonPlan, Problem, TimetableError
+from server.stats_report import held_lessons
+from server.timetable import LessonPlan, Occurrence, Problem, TimetableError
 from server.timetable_csv import COLUMNS, parse_date, parse_time, read_plans
 
 TEMPLATE_ROW = (
@@ -55,7 +58,9 @@ def _page(
     days: dict[str, list[dict[str, Any]]] = {
         (monday + timedelta(days=n)).isoformat(): [] for n in range(7)
     }
-    for o in county.timetable.listing(start, end, school=scope):
+    lessons = county.timetable.listing(start, end, school=scope)
+    held = held_lessons(lessons, _intervals(county, lessons), now)
+    for o in lessons:
         host = classrooms.get(o.host)
         days[o.date].append(
             {
@@ -66,6 +71,7 @@ def _page(
                 ],
                 "teacher_name": teachers[o.teacher].name if o.teacher in teachers else o.teacher,
                 "state": scheduler.state(o, now),
+                "held": o.lesson in held,
                 "mine": scope is None or (host is not None and host.school == scope),
             }
         )
@@ -151,6 +157,13 @@ async def import_csv(request: web.Request) -> web.StreamResponse:
     except TimetableError as exc:
         return _page(request, status=_status(exc), problems=exc.problems)
     return _page(request, added=len(added))
+
+
+def _intervals(county: County, lessons: list[Occurrence]) -> dict[str, list[Interval]]:
+    found: dict[str, list[Interval]] = {}
+    for interval in county.attendance.intervals([o.lesson for o in lessons]):
+        found.setdefault(interval.lesson, []).append(interval)
+    return found
 
 
 def _status(refused: TimetableError) -> int:

@@ -151,6 +151,8 @@ async def test_attendance_and_the_figures_follow_what_happened(tmp_path: Path) -
             assert rows[0][:3] == ["教室编号", "名称", "学校"]
             east_row = next(r for r in rows if r[0] == "east-1")
             assert east_row[3:] == ["2", "1", "80.0", "40.0", "50.0"]
+            status, page = await browser.get("/admin/timetable?week=2026-03-02")
+            assert page.count('data-held="true"') == 1 and page.count('data-held="false"') == 1
             status, page = await browser.get(f"/admin/stats?report=rate&{query}")
             assert status == 200 and "<svg" in page and "50" in page
         finally:
