@@ -2,8 +2,9 @@
 
 The session cookie is HttpOnly, SameSite=Strict, and Secure when the server runs
 TLS (or its public URL is https). The login form carries its own CSRF token (a
-double-submit cookie), and failed logins are limited per address and per login
-name: after `MAX_FAILURES` in `WINDOW` seconds, further tries are refused until
+double-submit cookie), and failed logins are limited per login name (`MAX_FAILURES`
+in `WINDOW` seconds) and per address (`MAX_FAILURES_PER_ADDRESS`, more, since a
+school's whole network may share one address); past either, tries are refused until
 the oldest failure ages out, whatever the password.
 """
 
@@ -24,6 +25,7 @@ from server.pages import render
 SESSION_TTL = 12 * 3600.0
 LOGIN_COOKIE = "zhuandi_login"
 MAX_FAILURES = 5
+MAX_FAILURES_PER_ADDRESS = 20
 WINDOW = 15 * 60.0
 
 
@@ -68,7 +70,8 @@ class LoginThrottle:
         return failures
 
 
-THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+BY_LOGIN: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+BY_ADDRESS: web.AppKey[LoginThrottle] = web.AppKey("login_throttle_address")
 
 
 def secure_cookies(app: web.Application) -> bool:
@@ -116,17 +119,18 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_form(request, "admin.login.expired", status=403)
     name = str(form.get("login", "")).strip()[:64]
     password = str(form.get("password", ""))[:256]
-    throttle = request.app[THROTTLE]
-    address = f"ip:{request.remote}"
-    login_key = f"login:{name.lower()}"
-    if throttle.blocked(address, login_key) > 0:
+    by_login, by_address = request.app[BY_LOGIN], request.app[BY_ADDRESS]
+    address = str(request.remote)
+    login_key = name.lower()
+    if by_login.blocked(login_key) > 0 or by_address.blocked(address) > 0:
         return _login_form(request, "admin.login.throttled", status=429, login=name)
     county = request.app[COUNTY]
     admin = await asyncio.to_thread(county.admins.authenticate, name, password)
     if admin is None:
-        throttle.failed(address, login_key)
+        by_login.failed(login_key)
+        by_address.failed(address)
         return _login_form(request, "admin.login.wrong", status=401, login=name)
-    throttle.succeeded(login_key)
+    by_login.succeeded(login_key)
     session_id, _ = county.admins.open_session(admin, request.app[CLOCK].now(), SESSION_TTL)
     response = web.HTTPSeeOther(_next(str(form.get("next", ""))))
     response.set_cookie(
@@ -164,7 +168,8 @@ def _next(target: str | None) -> str:
 
 
 def setup_login(app: web.Application) -> None:
-    app[THROTTLE] = LoginThrottle()
+    app[BY_LOGIN] = LoginThrottle(MAX_FAILURES)
+    app[BY_ADDRESS] = LoginThrottle(MAX_FAILURES_PER_ADDRESS)
     app.router.add_get("/admin/login", login_page)
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
