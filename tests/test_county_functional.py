@@ -9,7 +9,9 @@ import aiohttp
 import pytest
 
 from server.authz import ADMIN_ROUTES, POLICY
+from server.stats_report import REPORTS
 from tests.county import PASSWORD, Browser, CountyServer, county_server
+from tests.test_pages_functional import parse
 
 
 async def fetch(url: str, **headers: str) -> tuple[int, str]:
@@ -246,3 +248,29 @@ async def test_the_timetable_page_imports_a_csv_only_when_every_line_is_clean(
             assert len(server.county.timetable.between(0, 2e9)) == 4
         finally:
             await browser.close()
+
+
+@pytest.mark.timeout(30)
+async def test_the_county_pages_have_no_inline_scripts_handlers_or_styles(tmp_path: Path) -> None:
+    async with county_server(tmp_path) as server:
+        server.schedule(starts_in=60, minutes=40)
+        teacher, classroom = server.device_url("town-301"), server.device_url("east-1")
+        pages = [await fetch(classroom), await fetch(f"{server.url}/admin/login")]
+        server.clock.advance(120)
+        pages += [await fetch(teacher), await fetch(classroom)]
+        browser = await _as(server, "county")
+        try:
+            for path in ("/admin", "/admin/directory", "/admin/timetable", "/admin/devices"):
+                pages.append(await browser.get(path))
+            for report in REPORTS:
+                pages.append(await browser.get(f"/admin/stats?report={report}"))
+        finally:
+            await browser.close()
+        for status, html in pages:
+            assert status == 200
+            page = parse(html)
+            assert page.inline_handlers == [] and page.inline_styles == []
+            for script in page.scripts:
+                if script.get("type") != "application/json":
+                    assert script.get("type") == "module"
+                    assert str(script.get("src")).startswith("/static/js/")
