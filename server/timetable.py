@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS timetable (
     lesson TEXT PRIMARY KEY,
     series TEXT NOT NULL,
     title TEXT NOT NULL,
-    subject TEXT NOT NULL,
+    subject TEXT NOT NULL REFERENCES subjects (name),
     grade TEXT NOT NULL DEFAULT '',
     teacher TEXT NOT NULL REFERENCES teachers (id),
     host TEXT NOT NULL REFERENCES classrooms (id),

@@ -66,6 +66,29 @@ async def test_an_administrator_works_through_the_pages_forms(tmp_path: Path) ->
             assert await page.inner_text("#added") == "已导入 1 节课。"
             assert await page.locator(".slot").count() == 1
 
+            # one lesson through the form, to two receiving classrooms, repeated weekly
+            form = page.locator("#add-lesson")
+            await form.locator("input[name=title]").fill("英语 第一课")
+            await form.locator("select[name=subject]").select_option("英语")
+            await form.locator("select[name=teacher]").select_option("li")
+            await form.locator("select[name=host]").select_option("town-302")
+            await form.locator("input[value=east-1]").check()
+            await form.locator("input[value=west-1]").check()
+            await form.locator("input[name=date]").fill("2026-03-04")
+            await form.locator("input[name=start]").fill("10:00")
+            await form.locator("input[name=end]").fill("10:40")
+            await form.locator("input[name=until]").fill("2026-03-18")
+            async with page.expect_navigation():
+                await form.locator("button[type=submit]").click()
+            assert await page.inner_text("#done") == "已排课。"
+            added = server.county.timetable.listing(0, 2e10, classroom="west-1")
+            assert [o.date for o in added] == [
+                "2026-03-03",
+                "2026-03-04",
+                "2026-03-11",
+                "2026-03-18",
+            ]
+
             # statistics: an SVG chart and a CSV link, in English too
             await page.goto(f"{server.url}/admin/stats?report=rate&lang=en")
             assert await page.locator("#chart svg").count() == 1

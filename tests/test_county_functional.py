@@ -195,6 +195,22 @@ async def test_a_school_administrator_sees_and_changes_only_their_school(tmp_pat
                 "/admin/directory/device", {"classroom": "east-1", "action": "issue"}
             )
             assert status == 200 and "/room/east-1?device=" in page
+            # it schedules from its own classrooms (here none hosts), not from another school's
+            lesson = aiohttp.FormData()
+            for name, value in (
+                ("csrf", browser.csrf),
+                ("title", "英语"),
+                ("subject", "英语"),
+                ("teacher", "wang"),
+                ("host", "town-301"),
+                ("receivers", "east-1"),
+                ("receivers", "west-1"),
+                ("date", "2026-03-03"),
+                ("start", "10:00"),
+                ("end", "10:40"),
+            ):
+                lesson.add_field(name, value)
+            assert (await browser.post("/admin/timetable/add", lesson))[0] == 403
             # its statistics are its own: the county's figures name other schools
             async with browser.session.get(f"{server.url}/api/stats/receivers") as response:
                 assert (await response.json())["school"] == "east"

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.directory import Directory
+from server.directory import Directory, DirectoryError
 from server.timetable import LessonPlan, Timetable, TimetableError
 from server.timetable_csv import read_plans
 
@@ -203,3 +203,15 @@ def test_an_import_with_clashing_rows_changes_nothing_and_names_both_lines(
     assert timetable.between(0, 2e9) == []
     added = timetable.add(read_plans(CLEAN.encode())[0], now=0)
     assert len(added) == 4
+
+
+@pytest.mark.timeout(10)
+def test_what_the_timetable_uses_cannot_be_removed_from_the_directory(tmp_path: Path) -> None:
+    directory, timetable = county(tmp_path / "db")
+    timetable.add([plan()], now=0)
+    for kind, key in (("subject", "音乐"), ("classroom", "west-1"), ("teacher", "wang")):
+        with pytest.raises(DirectoryError) as refused:
+            directory.remove(kind, key)
+        assert refused.value.code == "in_use"
+    directory.remove("subject", "英语")
+    assert "英语" not in directory.subjects()
