@@ -65,6 +65,8 @@ async def test_attendance_and_the_figures_follow_what_happened(tmp_path: Path) -
         )  # 09:00-09:40: nobody comes
         assert server.local(held.starts).strftime("%H:%M") == "08:00"
 
+        # 西村's line check found a slow line: it starts on the lowest layer
+        server.county.checks.add("west-1", at(7, 52), 500_000, 200_000, 60.0, 0.0)
         clock.set(at(7, 58))  # open for the sound check
         teacher = Teacher(server.url, await kiosk_join(server, "town-301"))
         east = Classroom(server.url, await kiosk_join(server, "east-1"))
@@ -80,6 +82,8 @@ async def test_attendance_and_the_figures_follow_what_happened(tmp_path: Path) -
             await west.wait_frames(5)
             lesson = server.lessons.get(held.lesson)
             assert lesson is not None and lesson.live
+            starting = {p.seat: p.initial_layer for p in lesson.peers.values()}
+            assert starting == {"teacher": 0, "c-room-east-1": 0, "c-room-west-1": 2}
 
             clock.set(at(8, 5))
             await east.signalling.send({"type": "hand", "up": True})
