@@ -137,7 +137,7 @@ async def stats_csv(request: web.Request) -> web.Response:
     writer = csv.writer(out)
     writer.writerow([translate(language, f"stats.col.{c}") for c in report.columns])
     for row in report.rows:
-        writer.writerow(["" if row[c] is None else row[c] for c in report.columns])
+        writer.writerow([_cell(row[c]) for c in report.columns])
     filename = f"zhuandi-{report.name}-{span.first}-{span.last}.csv"
     # the BOM lets Excel open UTF-8 Chinese text correctly
     return web.Response(
@@ -146,6 +146,15 @@ async def stats_csv(request: web.Request) -> web.Response:
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell; text that a spreadsheet would run as a formula is quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 async def stats_api(request: web.Request) -> web.Response:
