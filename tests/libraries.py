@@ -4,6 +4,7 @@
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import io
 import json
 import shutil
@@ -62,6 +63,9 @@ def prepare_library(data_dir: Path, lessons: dict[str, tuple[list[Part], dict[st
 
 def copy_data(source: Path, target: Path) -> Path:
     """A copy of a data directory for a test that changes it."""
+    # The in-process CLI (zhuandi_here) leaves SQLite connections for the garbage
+    # collector; one closed during the copy would delete the WAL files being copied.
+    gc.collect()
     shutil.copytree(source, target, symlinks=True)
     return target
 
