@@ -66,6 +66,9 @@ class MediaSettings:
     keyframe_cache_seconds: float = 1.0
     subscriber_queue_frames: int = 30
     # coturn with use-auth-secret: browsers get short-lived credentials for these URLs
+    # Forward through media/fastsender.py (packetize once, send from the fan-out loop)
+    # rather than through aiortc's sender path.
+    fast_path: bool = True
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
     turn_ttl: str = "6h"

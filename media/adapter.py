@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.codecs import CODECS, is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
@@ -27,6 +27,8 @@ from aiortc.rtp import (
     RtpPacket,
     unpack_remb_fci,
 )
+
+from media.background import spawn
 
 logger = logging.getLogger(__name__)
 
@@ -298,3 +300,89 @@ def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: Any) -> Callable[[An
 async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
     """Ask the sender to retransmit these sequence numbers (RTCP generic NACK)."""
     await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+# -- the fast send path (media/fastsender.py) --------------------------------------
+
+
+class SenderWiring:
+    """What a forwarding sender needs to send by itself, taken from aiortc's sender
+    after negotiation: its SSRCs, payload types and header-extension layout, and
+    the connection's SRTP session and UDP path (the nominated ICE pair)."""
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+        self.sender = sender
+        self.ssrc = sender._ssrc
+        self.rtx_ssrc = sender._rtx_ssrc
+        assert codec.payloadType is not None
+        self.payload_type: int = codec.payloadType
+        self.rtx_payload_type: int | None = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+        self.dtls = sender.transport
+        extensions = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        self.header, self.abs_send_time_at = _header_template(extensions, mid, self.ssrc)
+        self.rtx_header, self.rtx_abs_send_time_at = _header_template(
+            extensions, mid, self.rtx_ssrc
+        )
+        self._pair: Any = None
+        self._send: Callable[[bytes], None] | None = None
+
+    def protect(self, data: bytes) -> bytes | None:
+        """SRTP-protect an RTP packet, or None while the connection is not up."""
+        session = self.dtls._tx_srtp
+        if session is None or self.dtls.state != "connected":
+            return None
+        result: bytes = session.protect(data)
+        return result
+
+    def sendto(self) -> Callable[[bytes], None] | None:
+        """A function that puts a protected packet on the wire, without a coroutine:
+        straight to the UDP socket of the nominated ICE pair (a relayed pair goes
+        through aioice's TURN client)."""
+        connection = self.dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None:
+            return None
+        if pair is not self._pair:
+            self._pair = pair
+            protocol, address = pair.protocol, pair.remote_addr
+            if isinstance(protocol, aioice.ice.StunProtocol) and protocol.transport is not None:
+                transport = protocol.transport
+
+                def send(data: bytes) -> None:
+                    transport.sendto(data, address)
+
+            else:
+
+                def send(data: bytes) -> None:
+                    spawn(protocol.send_data(data, address), "TURN send")
+
+            self._send = send
+        return self._send
+
+    def take_over(self, retransmit: Callable[[int], Any]) -> None:
+        """From now on this side sends: aiortc's sender keeps its RTCP (reports,
+        REMB, PLI) but its retransmissions come from `retransmit(seq)`."""
+        self.sender._retransmit = retransmit  # type: ignore[method-assign,assignment]
+
+    def account(self, packets: int, octets: int, rtp_timestamp: int) -> None:
+        """Keep aiortc's sender reports true: what was sent, and when."""
+        sender = self.sender
+        sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+
+
+def _header_template(extensions: Any, mid: str | None, ssrc: int) -> tuple[bytes, int | None]:
+    """An RTP header as aiortc's sender writes it (the extensions it negotiated),
+    with the offset of the 3-byte abs-send-time value, to be patched per packet."""
+    probes = []
+    for value in (0x000000, 0xFFFFFF):
+        packet = RtpPacket(payload_type=0, sequence_number=0, timestamp=0, ssrc=ssrc)
+        packet.extensions.mid = mid
+        packet.extensions.abs_send_time = value
+        probes.append(packet.serialize(extensions))
+    first, second = probes
+    differ = [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b]
+    return first, (differ[0] if differ else None)

@@ -22,6 +22,7 @@ from aiortc import RTCRtpSender
 
 from media import adapter
 from media.estimator import LayerController
+from media.fastsender import FastSender
 from media.ladder import Ladder
 from media.selector import LayerSelector
 from media.track import ForwardTrack
@@ -60,13 +61,19 @@ class VideoDownlink:
         on_change: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
+        fast_codec: str | None = None,
     ) -> None:
+        """With `fast_codec`, frames go out through a `FastSender` for that codec
+        instead of aiortc's sender path."""
         self.name = name
         self.ladder = ladder
         self._clock = clock
         self._on_change = on_change
         self._total_sent = total_sent
-        self.selector = LayerSelector(ladder.layers if ladder else [], queue_frames, self._switched)
+        track = FastSender("video", fast_codec) if fast_codec else None
+        self.selector = LayerSelector(
+            ladder.layers if ladder else [], queue_frames, self._switched, track=track
+        )
         self.cap_name = "auto"
         self.controller = LayerController(self._rates, initial=initial, audio_bps=reserve)
         self.set_cap(cap, evaluate=False)
@@ -97,6 +104,8 @@ class VideoDownlink:
     def bind(self, sender: RTCRtpSender) -> None:
         """Hook the sender carrying the track: PLI/FIR to the current layer, RTCP in."""
         self.sender = sender
+        if isinstance(self.selector.track, FastSender):
+            self.selector.track.bind(sender)
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
         self.feedback = adapter.tap_rtcp(sender, self._on_report)
 

@@ -70,7 +70,10 @@ class LayerController:
         self._hold = base_hold
         self._probe_window = probe_window
         self._congestion_loss = congestion_loss
-        self._hold_until = 0.0
+        # The first hold starts at the first update: a subscriber that starts below
+        # the top (its line check said so, or it came back to its seat) stays there a
+        # while before probing.
+        self._hold_until: float | None = None
         self._probe_at: float | None = None
         self._remb_at_switch: float | None = None
         self._remb_caught_up = True
@@ -141,6 +144,8 @@ class LayerController:
         audio, and video of higher priority. With `shared` False, REMB is this
         stream's alone (an aiortc receiver estimates each stream on its own), and no
         reserve applies."""
+        if self._hold_until is None:
+            self._hold_until = now + self._base_hold
         self.remb = remb
         self.sent_bps = sent_bps
         total = sent_bps if total_sent_bps is None else max(total_sent_bps, sent_bps)

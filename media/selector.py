@@ -33,10 +33,15 @@ class LayerSelector:
         queue_frames: int = 30,
         on_switch: Callable[[int | None, int | None], None] | None = None,
         kind: str = "video",
+        track: ForwardTrack | None = None,
     ) -> None:
+        """`track` is what frames are put into (a `FastSender`); by default a
+        `ForwardTrack` for aiortc's own sender."""
         self.kind = kind
         self.layers = list(layers)
-        self.track = ForwardTrack(kind, queue_frames, self.request_keyframe)
+        self.track = track or ForwardTrack(kind, queue_frames, self.request_keyframe)
+        if track is not None:
+            track._on_keyframe_needed = self.request_keyframe
         self.current: int | None = None
         self.pending: int | None = None
         self.switches = 0

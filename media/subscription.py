@@ -3,15 +3,25 @@
 from aiortc import RTCRtpSender
 
 from media import adapter
+from media.fastsender import FastSender
 from media.selector import LayerSelector
 from media.source import Source
 from media.track import ForwardTrack
 
 
 class Subscription:
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, fast: bool = False) -> None:
+        """With `fast`, frames go out through a `FastSender` instead of aiortc's
+        sender path."""
         self.source = source
-        self.track: ForwardTrack = source.subscribe()
+        if fast:
+            self.track: ForwardTrack = FastSender(
+                source.kind, source.codec, source.request_keyframe
+            )
+            if not source.add_sink(self.track, self.track.put, replay=True):
+                source.request_keyframe()
+        else:
+            self.track = source.subscribe()
         self.sender: RTCRtpSender | None = None
         self.feedback: adapter.SenderFeedback | None = None
         self.keyframe_requests = 0
@@ -20,6 +30,8 @@ class Subscription:
         """Hook the sender that carries `track`: its PLI/FIR go to the source, and its
         RTCP feedback is recorded."""
         self.sender = sender
+        if isinstance(self.track, FastSender):
+            self.track.bind(sender)
         adapter.on_keyframe_request(sender, self._on_keyframe_request)
         self.feedback = adapter.tap_rtcp(sender)
 
@@ -41,9 +53,12 @@ class AudioFollower:
     """Audio from whichever source is current (the classroom on stage), or silence.
     Timestamps continue across changes of source."""
 
-    def __init__(self, source: Source | None, queue_frames: int = 50) -> None:
+    def __init__(self, source: Source | None, queue_frames: int = 50, fast: bool = False) -> None:
         self.source = source
-        self.selector = LayerSelector([source] if source else [], queue_frames, kind="audio")
+        track = FastSender("audio", "opus") if fast else None
+        self.selector = LayerSelector(
+            [source] if source else [], queue_frames, kind="audio", track=track
+        )
         if source is not None:
             self.selector.select(0)
         self.sender: RTCRtpSender | None = None
@@ -54,6 +69,8 @@ class AudioFollower:
 
     def bind(self, sender: RTCRtpSender) -> None:
         self.sender = sender
+        if isinstance(self.selector.track, FastSender):
+            self.selector.track.bind(sender)
 
     def retarget(self, source: Source | None) -> None:
         if source is self.source:

@@ -38,6 +38,7 @@ class LessonStreams:
     def __init__(self, lesson_id: str, settings: MediaSettings) -> None:
         self.lesson_id = lesson_id
         self._settings = settings
+        self._fast = settings.fast_path
         self._sources: dict[tuple[str, str], Source] = {}
         self._ladders: dict[tuple[str, str], Ladder] = {}
         self._mixer: Mixer | None = None
@@ -110,11 +111,11 @@ class LessonStreams:
     ) -> Down:
         """The down stream `name` for the peer in `seat`."""
         if name == "teacher-audio":
-            return Subscription(self.source(TEACHER, "microphone"))
+            return Subscription(self.source(TEACHER, "microphone"), fast=self._fast)
         if name == "classroom-mix":
-            return Subscription(self.mixer().output)
+            return Subscription(self.mixer().output, fast=self._fast)
         if name == "stage-audio":
-            follower = AudioFollower(self._stage_source(seat, "microphone"))
+            follower = AudioFollower(self._stage_source(seat, "microphone"), fast=self._fast)
             self._stage_audio.append((seat, follower))
             return follower
         video_cap = "low" if name == "grid" else cap
@@ -126,6 +127,7 @@ class LessonStreams:
             ladder = None
         downlink = VideoDownlink(
             ladder,
+            fast_codec=self._settings.video_codec if self._fast else None,
             cap=video_cap,
             initial=initial if name == "teacher-camera" else 0,
             reserve=reserve,

@@ -189,3 +189,11 @@ def test_a_few_packets_do_not_make_a_loss_rate() -> None:
     c.report(0.0, 1000, 0)
     c.report(1.0, 1003, 1)  # one of three: not "33 % loss"
     assert c.loss == 0.0
+
+
+def test_a_subscriber_that_starts_low_stays_there_a_while_before_probing() -> None:
+    c = controller(initial=2)  # the line check said 180p
+    assert c.update(0.0, remb=None, sent_bps=150_000) is None
+    assert c.update(2.0, remb=None, sent_bps=150_000) is None
+    decision = c.update(4.5, remb=None, sent_bps=150_000)
+    assert decision is not None and decision.layer == 1
