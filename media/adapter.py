@@ -15,6 +15,8 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.codecs import CODECS, is_rtx
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -372,6 +374,29 @@ class SenderWiring:
         sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
         sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+
+
+def packetize(codec: str, data: bytes) -> list[bytes]:
+    """RTP payloads for one encoded frame, as aiortc's encoders make them (VP8 with a
+    15-bit picture id of 0, to be patched per subscriber; H.264 as STAP-A/FU-A)."""
+    if codec == "vp8":
+        return Vp8Encoder._packetize(data, 0)
+    if codec == "h264":
+        return H264Encoder._packetize(H264Encoder._split_bitstream(data))
+    return [data]
+
+
+def on_sender_start(
+    sender: RTCRtpSender, callback: Callable[[RTCRtpCodecParameters], None]
+) -> None:
+    """Call `callback(codec)` once `sender` starts, with the codec it negotiated."""
+    original = sender.send
+
+    async def send(parameters: Any) -> None:
+        await original(parameters)
+        callback(parameters.codecs[0])
+
+    sender.send = send  # type: ignore[method-assign]
 
 
 def _header_template(extensions: Any, mid: str | None, ssrc: int) -> tuple[bytes, int | None]:

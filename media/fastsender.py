@@ -20,12 +20,10 @@ from collections.abc import Callable
 
 import av
 from aiortc import RTCRtpSender, clock
-from aiortc.codecs.h264 import H264Encoder
-from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media import adapter
-from media.bitstream import H264, VP8
+from media.bitstream import VP8
 from media.track import ForwardTrack
 
 HISTORY = 512  # packets kept for retransmission: about 3 s at 720p
@@ -45,13 +43,7 @@ class Packetizer:
     def payloads(self, codec: str, packet: av.Packet) -> list[bytes]:
         if packet is self._packet:
             return self._payloads
-        data = bytes(packet)
-        if codec == VP8:
-            payloads = Vp8Encoder._packetize(data, 0)  # picture id patched per subscriber
-        elif codec == H264:
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
-        else:
-            payloads = [data]
+        payloads = adapter.packetize(codec, bytes(packet))
         self._packet, self._payloads = packet, payloads
         self.made += 1
         return payloads
@@ -92,16 +84,14 @@ class FastSender(ForwardTrack):
 
     def bind(self, sender: RTCRtpSender) -> None:
         """Send for `sender` once it starts (its parameters are negotiated then)."""
-        original = sender.send
 
-        async def send(parameters: RTCRtpSendParameters) -> None:
-            await original(parameters)
-            self._wiring = adapter.SenderWiring(sender, parameters.codecs[0])
+        def started(codec: RTCRtpCodecParameters) -> None:
+            self._wiring = adapter.SenderWiring(sender, codec)
             self._wiring.take_over(self._retransmit)
             if self.kind == "video" and self._on_keyframe_needed is not None:
                 self._on_keyframe_needed()
 
-        sender.send = send  # type: ignore[method-assign]
+        adapter.on_sender_start(sender, started)
 
     def put(self, packet: av.Packet, keyframe: bool) -> None:
         if self.readyState != "live":
