@@ -20,8 +20,13 @@ FORWARD = "forward"
 STOCK = "mediarelay"
 MODES = (FORWARD, STOCK)
 CLIP_FPS = 30.0
-SATURATED_FPS = 0.9 * CLIP_FPS  # a receiver getting fewer video frames a second than this
-SATURATED_CORES = 0.9  # ... or a server using this share of the machine's cores
+# A point "fell behind" when its receivers got fewer video frames a second than this,
+# or some were not on the top (forwarded) layer, or its server used this share of
+# the machine's cores.
+FULL_FPS = 0.9 * CLIP_FPS
+BUSY_SHARE = 0.9
+# Other processes' CPU (cores) above which a row notes that the machine was busy.
+OTHERS_NOTED = 0.3
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Row:
     bench_cpu_cores: float
     other_cpu_cores: float
     load_before: float
-    saturated: bool
+    fell_behind: bool
     layers: dict[str, int] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -191,12 +196,16 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
     fps = rate("frames") / receivers
     cores = os.cpu_count() or 1
     notes = []
-    if fps < SATURATED_FPS:
-        notes.append(f"receivers got {fps:.1f} video frames/s, fewer than {SATURATED_FPS:.0f}")
-    if server > SATURATED_CORES * cores:
+    if fps < FULL_FPS:
+        notes.append(f"receivers got {fps:.1f} video frames/s, fewer than {FULL_FPS:.0f}")
+    if server > BUSY_SHARE * cores:
         notes.append(f"server used {server:.2f} of {cores} cores")
     if rb.get("connected", 0) < n:
         notes.append(f"only {rb.get('connected', 0)} of {n} receivers connected")
+    fell_behind = bool(notes)
+    others = max(machine - server - clients - bench, 0.0)
+    if others > OTHERS_NOTED:
+        notes.append(f"other processes used {others:.2f} cores")
     return Row(
         mode=mode,
         n=n,
@@ -216,9 +225,9 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
         decode_gaps=rb.get("gaps", 0) - ra.get("gaps", 0),
         client_cpu_cores=clients,
         bench_cpu_cores=bench,
-        other_cpu_cores=max(machine - server - clients - bench, 0.0),
+        other_cpu_cores=others,
         load_before=load,
-        saturated=bool(notes),
+        fell_behind=fell_behind,
         notes=notes,
     )
 
@@ -282,8 +291,10 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
                 row.layers = await video_layers(session, url, teacher)
                 lower = sum(v for k, v in row.layers.items() if k != "top")
                 if lower:
+                    row.fell_behind = True
                     row.notes.append(f"{lower} classrooms not on the top layer: {row.layers}")
             for problem in problems:
+                row.fell_behind = True
                 row.notes.append(
                     f"at start: {problem.get('errors')} errors, "
                     f"{problem.get('without_frames')} receivers without frames"

@@ -2,6 +2,7 @@
 a human summary and a plot."""
 
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,30 +28,29 @@ def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, floa
 
 def summarize(rows: Sequence[Row]) -> dict[str, Any]:
     """Per mode: marginal µs of server CPU per forwarded packet and CPU per subscriber
-    (slopes over the unsaturated rows), the largest N that kept up, and where it
-    saturated."""
+    (slopes over the rows that kept up), and the Ns that fell behind."""
     modes: dict[str, Any] = {}
     for mode in sorted({r.mode for r in rows}):
         mine = [r for r in rows if r.mode == mode]
-        fit_rows = [r for r in mine if not r.saturated]
+        fit_rows = [r for r in mine if not r.fell_behind]
         per_packet = least_squares(
             [r.forwarded_pps for r in fit_rows], [r.server_cpu_cores for r in fit_rows]
         )
         per_subscriber = least_squares(
             [float(r.n) for r in fit_rows], [r.server_cpu_cores for r in fit_rows]
         )
-        saturated = sorted({r.n for r in mine if r.saturated})
+        behind = sorted({r.n for r in mine if r.fell_behind})
         kept_up = sorted({r.n for r in fit_rows})
         best = max(fit_rows, key=lambda r: r.forwarded_pps, default=None)
         modes[mode] = {
             "fitted_ns": kept_up,
-            "saturated_ns": saturated,
-            "first_saturated_n": saturated[0] if saturated else None,
+            "fell_behind_ns": behind,
+            "first_fell_behind_n": behind[0] if behind else None,
             "marginal_us_per_packet": _round(per_packet[0] * 1e6) if per_packet else None,
             "intercept_cores": _round(per_packet[1]) if per_packet else None,
             "fit_r2": _round(per_packet[2]) if per_packet else None,
             "cores_per_subscriber": _round(per_subscriber[0]) if per_subscriber else None,
-            "peak_unsaturated": {
+            "peak_kept_up": {
                 "n": best.n,
                 "forwarded_pps": _round(best.forwarded_pps),
                 "server_cpu_cores": _round(best.server_cpu_cores),
@@ -64,7 +64,8 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
 
 def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
     """Stock over forward: of the marginal costs, and of the average µs per packet
-    at each N both modes ran (the stock figure is a floor where it saturated)."""
+    at each N both modes ran (median over repeats; where stock fell behind, its
+    figure is for fewer packets than the stream holds)."""
     forward, stock = modes.get(FORWARD, {}), modes.get(STOCK, {})
 
     def ratio(key: str) -> float | None:
@@ -75,10 +76,12 @@ def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
     for n in sorted({r.n for r in rows}):
         f = [r.us_per_packet_avg for r in rows if r.mode == FORWARD and r.n == n]
         s = [r for r in rows if r.mode == STOCK and r.n == n]
-        if f and s and f[0] and s[0].us_per_packet_avg:
+        f_values = [v for v in f if v]
+        s_values = [r.us_per_packet_avg for r in s if r.us_per_packet_avg]
+        if f_values and s_values:
             same_n[str(n)] = {
-                "ratio": _round(s[0].us_per_packet_avg / f[0], 2),
-                "stock_saturated": s[0].saturated,
+                "ratio": _round(statistics.median(s_values) / statistics.median(f_values), 2),
+                "stock_fell_behind": any(r.fell_behind for r in s),
             }
     return {
         "stock_over_forward_us_per_packet": ratio("marginal_us_per_packet"),
@@ -120,10 +123,10 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
             f"{mode}: marginal {_fmt(s['marginal_us_per_packet'], '.1f')} µs/packet "
             f"(r² {_fmt(s['fit_r2'], '.3f')}, fitted N={s['fitted_ns']}), "
             f"{_fmt((s['cores_per_subscriber'] or 0) * 100, '.2f')}% of a core per subscriber, "
-            f"saturated at N={s['first_saturated_n']}"
+            f"fell behind from N={s['first_fell_behind_n']}"
         )
     same_n = ", ".join(
-        f"N={n}: {v['ratio']}x{' (stock saturated)' if v['stock_saturated'] else ''}"
+        f"N={n}: {v['ratio']}x{' (stock fell behind)' if v['stock_fell_behind'] else ''}"
         for n, v in ratio["stock_over_forward_avg_us_per_packet_at_same_n"].items()
     )
     lines.append(
@@ -153,13 +156,13 @@ def plot(rows: Sequence[Row], path: Path) -> str | None:
         color, label = styles.get(mode, ("tab:gray", mode))
         mine = sorted((r for r in rows if r.mode == mode), key=lambda r: r.n)
         ax.plot([r.n for r in mine], [r.server_cpu_cores * 100 for r in mine], "-", color=color)
-        ok = [r for r in mine if not r.saturated]
-        bad = [r for r in mine if r.saturated]
+        ok = [r for r in mine if not r.fell_behind]
+        bad = [r for r in mine if r.fell_behind]
         ax.plot([r.n for r in ok], [r.server_cpu_cores * 100 for r in ok], "o", color=color,
                 label=label)  # fmt: skip
         if bad:
             ax.plot([r.n for r in bad], [r.server_cpu_cores * 100 for r in bad], "x",
-                    color=color, markersize=9, label=f"{label}: saturated")  # fmt: skip
+                    color=color, markersize=9, label=f"{label}: fell behind")  # fmt: skip
     ax.axhline(cores * 100, color="gray", linestyle="--", linewidth=1)
     ax.text(min(r.n for r in rows), cores * 100 + 3, f"all {cores} cores", color="gray")
     ax.set_xlabel("classrooms N (one 720p VP8 1.5 Mbps + Opus stream each)")
