@@ -13,6 +13,8 @@ from config.settings import (
     TimetableSettings,
     TokenSettings,
     load_settings,
+    settings_from_dict,
+    settings_to_dict,
 )
 
 __all__ = [
@@ -27,4 +29,6 @@ __all__ = [
     "TokenSettings",
     "load_settings",
     "parse_duration",
+    "settings_from_dict",
+    "settings_to_dict",
 ]

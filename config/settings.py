@@ -48,6 +48,9 @@ class ServerSettings:
     allowed_origins: tuple[str, ...] = ()
     # A classroom or teacher whose connection drops keeps its seat this long (seconds).
     reconnect_grace: float = 60.0
+    # Media worker processes: lessons are spread over them, one lesson on one worker.
+    # -1: one per CPU core; 0: everything in this one process.
+    workers: int = -1
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,18 @@ class Settings:
         merged = _to_plain(self)
         merged[section].update(changes)
         return _build(Settings, merged, "")
+
+
+def settings_to_dict(settings: Settings) -> dict[str, Any]:
+    """Plain data (for handing the settings to a worker process)."""
+    plain: dict[str, Any] = _to_plain(settings)
+    return plain
+
+
+def settings_from_dict(data: Mapping[str, Any]) -> Settings:
+    """Settings from `settings_to_dict`'s data, validated like any other."""
+    built: Settings = _build(Settings, data, "")
+    return built
 
 
 def load_settings(
@@ -267,6 +282,8 @@ def _validate(instance: Any, path: str) -> None:
             raise ConfigError("server.log_level must be debug, info, warning or error")
         if instance.tls_cert != "self-signed" and bool(instance.tls_cert) != bool(instance.tls_key):
             raise ConfigError("server.tls_cert and server.tls_key must be given together")
+        if instance.workers < -1 or instance.workers > 64:
+            raise ConfigError("server.workers must be -1 (one per core), 0, or up to 64")
         if not 0 <= instance.http_redirect_port <= 65535:
             raise ConfigError("server.http_redirect_port must be between 0 and 65535")
         if instance.max_peers < 1 or instance.max_peers_per_lesson < 1:

@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="where the database and recordings live (default var)")
     serve.add_argument("--log-format", choices=["text", "json"])
     serve.add_argument("--demo", action="store_true", help="print a demo lesson's join URLs")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="media worker processes (default: one per CPU core; 0: all in one process)",
+    )
     serve.set_defaults(run=_serve)
 
     token = sub.add_parser("token", help="print a join URL for a lesson")
@@ -127,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
         ("data_dir", "data_dir"),
         ("log_format", "log_format"),
         ("http_redirect_port", "http_redirect_port"),
+        ("workers", "workers"),
     ):
         if getattr(args, flag) is not None:
             server[key] = getattr(args, flag)

@@ -11,7 +11,7 @@ from aiohttp import web
 from server.admin_pages import setup_admin_pages
 from server.attendance import LessonWatcher
 from server.county import County, open_county
-from server.keys import CLOCK, COUNTY, LESSONS, LIBRARY, SCHEDULER, SETTINGS
+from server.keys import CLOCK, COUNTY, LESSONS, LIBRARY, SCHEDULER, SETTINGS, WORKER
 from server.lesson import Lesson
 from server.library import Library
 from server.linecheck_routes import setup_linecheck
@@ -67,7 +67,7 @@ def setup_county(app: web.Application) -> None:
         app.on_response_prepare.append(_count_views)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        scheduler.start()
+        scheduler.start(close_open=app.get(WORKER) is None)
         yield
         await scheduler.close()
         watcher.close_all()  # before the lessons close: the server stops, not the lessons

@@ -13,6 +13,7 @@ from server.scheduler import Scheduler
 from server.tokens import Tokens
 
 SETTINGS = web.AppKey("settings", Settings)
+WORKER = web.AppKey("worker", int)  # set in a media worker process: its index
 LESSONS = web.AppKey("lessons", Lessons)
 TOKENS = web.AppKey("tokens", Tokens)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

@@ -77,9 +77,13 @@ class Scheduler:
 
     # -- the loop ----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, close_open: bool = True) -> None:
+        """Start the loop. `close_open` ends attendance left open by a previous run;
+        a media worker that restarts leaves that to the front process, since other
+        workers' lessons are open."""
         if self._task is None:
-            self._county.attendance.close_open()
+            if close_open:
+                self._county.attendance.close_open()
             self._task = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@ and a shutdown that finishes within 10 s."""
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -13,6 +14,7 @@ from yarl import URL
 
 from config import ConfigError, Settings, parse_duration
 from server.tls import SELF_SIGNED, self_signed, server_context
+from server.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +54,31 @@ def redirect_app(https_port: int) -> web.Application:
 
 
 async def run_server(settings: Settings, demo: bool) -> None:
+    context = tls_context(settings)
+    count = settings.server.workers
+    if count < 0:
+        count = os.cpu_count() or 1
+    pool: WorkerPool | None = None
+    if count > 0:
+        pool = WorkerPool(settings, count)
+        await pool.start()
+    try:
+        await _serve(settings, demo, context, pool)
+    finally:
+        if pool is not None:
+            await pool.close()
+
+
+async def _serve(
+    settings: Settings,
+    demo: bool,
+    context: ssl.SSLContext | None,
+    pool: WorkerPool | None,
+) -> None:
     from server.app import create_app
     from server.keys import TOKENS
 
-    context = tls_context(settings)
-    app = create_app(settings)
+    app = create_app(settings, workers=pool)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,6 +99,8 @@ async def run_server(settings: Settings, demo: bool) -> None:
             await each.cleanup()
         raise
     print(f"Zhuandi is serving on {settings.base_url}  (Ctrl-C stops it)", flush=True)
+    if pool is not None:
+        print(f"with {pool.count} media worker process(es)", flush=True)
     if demo:
         print_demo_links(settings, app[TOKENS].issue)
     try:

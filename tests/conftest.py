@@ -42,7 +42,7 @@ class RunningServer:
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     overrides: dict[str, dict[str, Any]] = {
-        "server": {"host": "127.0.0.1", "port": 0, "data_dir": str(tmp_path / "var")},
+        "server": {"host": "127.0.0.1", "port": 0, "data_dir": str(tmp_path / "var"), "workers": 0},
         "media": {"ice_addresses": ["127.0.0.1"]},
     }
     for section, values in sections.items():
