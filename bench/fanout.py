@@ -90,13 +90,9 @@ def machine() -> dict[str, Any]:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, timeout=10, check=False,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    commit = _git("describe", "--always", "--dirty")
+    # Uncommitted changes to the code under test (the server runs from the work tree).
+    changed = _git("status", "--porcelain", "--", "server", "media", "config").splitlines()
     return {
         "cpu": model,
         "cpus": os.cpu_count(),
@@ -105,8 +101,18 @@ def machine() -> dict[str, Any]:
         "aiortc": metadata.version("aiortc"),
         "av": metadata.version("av"),
         "commit": commit,
+        "uncommitted": [line[3:] for line in changed],
         "load_at_start": load_average(),
     }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
