@@ -90,7 +90,7 @@ def machine() -> dict[str, Any]:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    commit = _git("describe", "--always", "--dirty")
+    commit = _git("describe", "--always", "--dirty").strip()
     # Uncommitted changes to the code under test (the server runs from the work tree).
     changed = _git("status", "--porcelain", "--", "server", "media", "config").splitlines()
     return {
@@ -110,7 +110,7 @@ def _git(*args: str) -> str:
     try:
         return subprocess.run(
             ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
+        ).stdout.rstrip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
