@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from bench.children import Child, ChildError, stop_all
-from bench.procstat import cpu_seconds, load_average, machine_times, rss_bytes
+from bench.procstat import cpu_seconds, load_average, machine_times, process_tree, rss_bytes
 from server.tokens import Tokens
 
 LESSON = "bench"
@@ -45,6 +45,7 @@ class PointSettings:
 class Sample:
     wall: float
     server_cpu: float
+    server_processes: int
     client_cpu: float
     bench_cpu: float
     machine_busy: float
@@ -66,6 +67,7 @@ class Row:
     pps_per_core: float | None
     us_per_packet_avg: float | None
     server_rss_mb: float
+    server_processes: int
     video_fps_per_receiver: float
     video_kbps_per_receiver: float
     decode_receivers: int
@@ -164,6 +166,7 @@ async def _sample(
     session: aiohttp.ClientSession, url: str, server: Child, clients: list[Child]
 ) -> Sample:
     replies = await asyncio.gather(*(c.ask("stats") for c in clients))
+    server_pids = process_tree(server.pid)
     receivers: dict[str, int] = {}
     for reply in replies:
         if "receivers" in reply:
@@ -171,7 +174,8 @@ async def _sample(
     times = os.times()
     return Sample(
         wall=time.monotonic(),
-        server_cpu=cpu_seconds(server.pid),
+        server_cpu=sum(cpu_seconds(pid) for pid in server_pids),
+        server_processes=len(server_pids),
         client_cpu=sum(cpu_seconds(c.pid) for c in clients),
         bench_cpu=times.user + times.system,
         machine_busy=machine_times().busy,
@@ -217,6 +221,7 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
         pps_per_core=forwarded / server if server > 0 else None,
         us_per_packet_avg=server / forwarded * 1e6 if forwarded > 0 else None,
         server_rss_mb=rss / 2**20,
+        server_processes=b.server_processes,
         video_fps_per_receiver=fps,
         video_kbps_per_receiver=rate("video_bytes") * 8 / 1000 / receivers,
         decode_receivers=rb.get("decoding", 0),
@@ -286,7 +291,10 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
             first_sample = await _sample(session, url, server, clients)
             await asyncio.sleep(settings.seconds)
             second_sample = await _sample(session, url, server, clients)
-            row = _row(mode, n, first_sample, second_sample, rss_bytes(server.pid), load)
+            rss = sum(rss_bytes(pid) for pid in process_tree(server.pid))
+            row = _row(mode, n, first_sample, second_sample, rss, load)
+            if first_sample.server_processes != second_sample.server_processes:
+                row.notes.append("the server's processes changed during the window")
             if mode == FORWARD:
                 row.layers = await video_layers(session, url, teacher)
                 lower = sum(v for k, v in row.layers.items() if k != "top")

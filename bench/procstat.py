@@ -29,6 +29,26 @@ def rss_bytes(pid: int) -> int:
     return int(fields[1]) * PAGE
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (e.g. a server and its media workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parent = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
 @dataclass(frozen=True)
 class MachineTimes:
     """Busy and total CPU seconds of the whole machine, all cores summed."""
