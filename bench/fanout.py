@@ -26,7 +26,7 @@ from importlib import metadata
 from typing import Any
 
 from bench.clip import VIDEO_BITRATE, make_clip
-from bench.point import FORWARD, MODES, STOCK, PointSettings, Row, measure
+from bench.point import FORWARD, FORWARD_AIORTC, MODES, STOCK, PointSettings, Row, measure
 from bench.procstat import load_average
 from bench.report import human_summary, plot, ratios, summarize
 
@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "--stock-n", type=_counts, default=[1, 2, 4, 8],
         help="classrooms, mediarelay mode (it saturates early: keep it small)",
     )  # fmt: skip
-    parser.add_argument("--modes", default=",".join(MODES), help="forward,mediarelay")
+    parser.add_argument(
+        "--modes",
+        default=f"{FORWARD},{STOCK}",
+        help=f"some of {', '.join(MODES)} ({FORWARD_AIORTC}: our server with media.fast_path off)",
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per point")
     parser.add_argument("--warmup", type=float, default=3.0, help="wait after all receive")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole sweep this often")
@@ -76,7 +80,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     unknown = set(modes) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}; use {', '.join(MODES)}")
-    wanted = {FORWARD: args.n, STOCK: args.stock_n}
+    wanted = {FORWARD: args.n, FORWARD_AIORTC: args.n, STOCK: args.stock_n}
     points: list[tuple[str, int]] = []
     for _ in range(args.repeat):
         for n in sorted(set(args.n) | set(args.stock_n)):

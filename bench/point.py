@@ -16,9 +16,11 @@ from bench.procstat import cpu_seconds, load_average, machine_times, process_tre
 from server.tokens import Tokens
 
 LESSON = "bench"
-FORWARD = "forward"
-STOCK = "mediarelay"
-MODES = (FORWARD, STOCK)
+FORWARD = "forward"  # our server as configured by default (its fast send path)
+FORWARD_AIORTC = "forward-aiortc"  # our server sending through aiortc's RTCRtpSender
+STOCK = "mediarelay"  # bench/stock_server.py: decode once, encode per subscriber
+MODES = (FORWARD, FORWARD_AIORTC, STOCK)
+OURS = (FORWARD, FORWARD_AIORTC)
 CLIP_FPS = 30.0
 # A point "fell behind" when its receivers got fewer video frames a second than this,
 # or some were not on the top (forwarded) layer, or its server used this share of
@@ -115,6 +117,7 @@ async def start_server(mode: str, port: int, settings: PointSettings, n: int) ->
         "ZHUANDI_SERVER_MAX_PEERS_PER_LESSON": str(n + 8),
         "ZHUANDI_SERVER_MAX_PEERS": str(n + 8),
         "ZHUANDI_RECORDER_ENABLED": "false",
+        "ZHUANDI_MEDIA_FAST_PATH": "false" if mode == FORWARD_AIORTC else "true",
     }
     return await Child.start(f"{mode}-{n}-server", args, logs, talk=False, env=env)
 
@@ -295,7 +298,7 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
             row = _row(mode, n, first_sample, second_sample, rss, load)
             if first_sample.server_processes != second_sample.server_processes:
                 row.notes.append("the server's processes changed during the window")
-            if mode == FORWARD:
+            if mode in OURS:
                 row.layers = await video_layers(session, url, teacher)
                 lower = sum(v for k, v in row.layers.items() if k != "top")
                 if lower:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.point import FORWARD, STOCK, Row
+from bench.point import FORWARD, FORWARD_AIORTC, STOCK, Row
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float] | None:
@@ -66,10 +66,10 @@ def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
     """Stock over forward: of the marginal costs, and of the average µs per packet
     at each N both modes ran (median over repeats; where stock fell behind, its
     figure is for fewer packets than the stream holds)."""
-    forward, stock = modes.get(FORWARD, {}), modes.get(STOCK, {})
+    forward = modes.get(FORWARD, {})
 
-    def ratio(key: str) -> float | None:
-        a, b = stock.get(key), forward.get(key)
+    def ratio(key: str, mode: str = STOCK) -> float | None:
+        a, b = modes.get(mode, {}).get(key), forward.get(key)
         return _round(a / b) if a and b and b > 0 else None
 
     same_n: dict[str, Any] = {}
@@ -87,6 +87,9 @@ def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
         "stock_over_forward_us_per_packet": ratio("marginal_us_per_packet"),
         "stock_over_forward_cores_per_subscriber": ratio("cores_per_subscriber"),
         "stock_over_forward_avg_us_per_packet_at_same_n": same_n,
+        "aiortc_sender_over_fast_path_us_per_packet": ratio(
+            "marginal_us_per_packet", FORWARD_AIORTC
+        ),
     }
 
 
@@ -100,13 +103,13 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, Any]) -> str:
     lines = [
-        f"{'mode':<11}{'N':>4}{'server CPU':>12}{'fwd pkt/s':>11}{'pkt/s/core':>12}"
+        f"{'mode':<15}{'N':>4}{'server CPU':>12}{'fwd pkt/s':>11}{'pkt/s/core':>12}"
         f"{'µs/pkt avg':>11}{'RSS MB':>8}{'fps/rx':>8}{'kbps/rx':>9}{'clients':>9}"
         f"{'others':>8}  notes"
     ]
     for r in rows:
         lines.append(
-            f"{r.mode:<11}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%{r.forwarded_pps:>11.0f}"
+            f"{r.mode:<15}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%{r.forwarded_pps:>11.0f}"
             f"{_fmt(r.pps_per_core, '.0f'):>12}{_fmt(r.us_per_packet_avg, '.1f'):>11}"
             f"{r.server_rss_mb:>8.0f}{r.video_fps_per_receiver:>8.1f}"
             f"{r.video_kbps_per_receiver:>9.0f}{r.client_cpu_cores * 100:>8.0f}%"
@@ -129,6 +132,11 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
         f"N={n}: {v['ratio']}x{' (stock fell behind)' if v['stock_fell_behind'] else ''}"
         for n, v in ratio["stock_over_forward_avg_us_per_packet_at_same_n"].items()
     )
+    if ratio["aiortc_sender_over_fast_path_us_per_packet"] is not None:
+        lines.append(
+            f"our server, aiortc's sender path / fast path: "
+            f"{ratio['aiortc_sender_over_fast_path_us_per_packet']:.2f}x per packet (marginal)"
+        )
     lines.append(
         f"stock/forward: {_fmt(ratio['stock_over_forward_us_per_packet'], '.1f')}x per packet "
         f"(marginal), {_fmt(ratio['stock_over_forward_cores_per_subscriber'], '.1f')}x per "
@@ -150,6 +158,7 @@ def plot(rows: Sequence[Row], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     styles = {
         FORWARD: ("tab:blue", "our forwarding server"),
+        FORWARD_AIORTC: ("tab:green", "ours, through aiortc's sender"),
         STOCK: ("tab:red", "aiortc MediaRelay"),
     }
     for mode in sorted({r.mode for r in rows}):
