@@ -27,6 +27,7 @@ from media.bitstream import VP8
 from media.track import ForwardTrack
 
 HISTORY = 512  # packets kept for retransmission: about 3 s at 720p
+EARLY_FRAMES = 60  # video kept from its last keyframe until the sender starts (2 s at 30 fps)
 _HEADER = struct.Struct("!HI")
 
 
@@ -79,6 +80,10 @@ class FastSender(ForwardTrack):
         self._origin = random.getrandbits(32)
         self._picture_id = random.randint(0, (1 << 15) - 1)
         self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
+        # Video that came before the sender started (DTLS takes a moment): the first
+        # keyframe a new subscriber asked for and what followed it. Dropping it made
+        # the request at start wait out the keyframe throttle, a second more.
+        self._early: list[tuple[av.Packet, bool]] = []
         self.packets_sent = 0
         self.retransmitted = 0
 
@@ -88,7 +93,11 @@ class FastSender(ForwardTrack):
         def started(codec: RTCRtpCodecParameters) -> None:
             self._wiring = adapter.SenderWiring(sender, codec)
             self._wiring.take_over(self._retransmit)
-            if self.kind == "video" and self._on_keyframe_needed is not None:
+            early, self._early = self._early, []
+            self.waiting_for_keyframe = self.kind == "video"
+            for packet, keyframe in early:
+                self.put(packet, keyframe)
+            if self.waiting_for_keyframe and self._on_keyframe_needed is not None:
                 self._on_keyframe_needed()
 
         adapter.on_sender_start(sender, started)
@@ -101,6 +110,14 @@ class FastSender(ForwardTrack):
                 self.frames_dropped += 1
                 return
         wiring = self._wiring
+        if wiring is None and self.kind == "video":
+            if keyframe:
+                self._early = []
+            if len(self._early) < EARLY_FRAMES:
+                self._early.append((packet, keyframe))
+                self.waiting_for_keyframe = False
+                return
+            self._early = []
         sendto = wiring.sendto() if wiring is not None else None
         if wiring is None or sendto is None:
             self.frames_dropped += 1
@@ -171,4 +188,5 @@ class FastSender(ForwardTrack):
         return await super().recv()
 
     def restart(self) -> None:
+        self._early = []
         self.waiting_for_keyframe = self.kind == "video"

@@ -153,6 +153,11 @@ class Line:
         _run(*self.exec_prefix(), "nft", "-f", "-", input=script)
         self.loss_percent = whole
 
+    def set_link(self, up: bool) -> None:
+        """Take the classroom's end of the line down (its cable pulled out), or up
+        again. Its address, shaping and loss stay as they were."""
+        _run("ip", "-n", self.namespace, "link", "set", self.ns_if, "up" if up else "down")
+
     def delivered_bytes(self) -> int:
         """Bytes the line has carried to the namespace so far (after the shaper,
         before the loss): the host veth's transmit counter."""

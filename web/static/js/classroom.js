@@ -14,7 +14,7 @@ import { openDevices } from "./devices.js";
 import { errorText, t } from "./i18n.js";
 import { addLines, createPeerConnection, Negotiator, OFFER_ERRORS, watchConnection } from "./media.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
-import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
+import { Backoff, mayReconnect, Signalling, signallingUrl, STABLE_MS } from "./protocol.js";
 import { LessonScreen } from "./screen.js";
 
 /** After this many failed attempts, suggest that a firewall may be in the way. */
@@ -180,6 +180,9 @@ function connect() {
           fatal = info.fatal;
         } else {
           reconnecting = true;
+          if (info.joinedFor >= STABLE_MS) {
+            backoff.reset();
+          }
           clearTimeout(socketTimer);
           socketTimer = setTimeout(connect, backoff.next());
         }
@@ -284,6 +287,25 @@ function closeMedia() {
     pc.close();
     pc = null;
   }
+}
+
+/** The browser's network is back (a cable plugged in again, Wi-Fi): unless the media
+ * survived, start afresh now instead of after the backoff. A socket that lived
+ * through the outage may be dead without knowing it yet: the server gave up on it,
+ * and its closing handshake comes only with TCP's next retransmission, seconds later. */
+function networkBack() {
+  if (fatal || pc?.connectionState === "connected") {
+    return;
+  }
+  clearTimeout(socketTimer);
+  clearTimeout(mediaTimer);
+  closeMedia();
+  signalling?.close();
+  signalling = negotiator = null;
+  backoff.reset();
+  reconnecting = true;
+  connect();
+  render();
 }
 
 /**
@@ -498,6 +520,7 @@ fullscreenButton.addEventListener("click", () => {
   }
 });
 fullscreenButton.hidden = !document.fullscreenEnabled;
+window.addEventListener("online", networkBack);
 window.addEventListener("pagehide", () => signalling?.leave());
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) {

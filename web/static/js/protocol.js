@@ -9,11 +9,15 @@ export const PING_INTERVAL_MS = 20_000;
 /** Our own close code for a socket given up on because the server went silent:
  * a cut network cable can leave TCP believing for minutes that all is well. */
 export const CLOSE_SILENT = 4000;
+/** A socket that stayed joined this long was a lesson going well: when it drops,
+ * the reconnection starts from the first delay, whatever failed in between (the
+ * media connection usually gives up first, on the same outage). */
+export const STABLE_MS = 10_000;
 
 /**
  * @typedef {{type: string, [field: string]: any}} Message
  * @typedef {{code: string, message: string, fatal?: boolean}} ServerError
- * @typedef {{code: number, reason: string, fatal: ServerError | null, joined: boolean}} CloseInfo
+ * @typedef {{code: number, reason: string, fatal: ServerError | null, joined: boolean, joinedFor: number}} CloseInfo
  * @typedef {{
  *   joined?: (message: Message) => void,
  *   state?: (message: Message) => void,
@@ -59,6 +63,7 @@ export class Signalling {
     /** @type {ServerError | null} */
     this.fatal = null;
     this.joined = false;
+    this.joinedAt = 0;
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this.pinger = undefined;
     this.lastHeard = 0;
@@ -163,6 +168,7 @@ export class Signalling {
     switch (message.type) {
       case "joined":
         this.joined = true;
+        this.joinedAt = Date.now();
         this.handlers.joined?.(message);
         break;
       case "state":
@@ -205,7 +211,8 @@ export class Signalling {
       return;
     }
     this.ws = null;
-    this.handlers.close?.({ code, reason, fatal: this.fatal, joined: this.joined });
+    const joinedFor = this.joined ? Date.now() - this.joinedAt : 0;
+    this.handlers.close?.({ code, reason, fatal: this.fatal, joined: this.joined, joinedFor });
   }
 }
 

@@ -19,7 +19,7 @@ import {
   watchConnection,
 } from "./media.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
-import { Backoff, mayReconnect, Signalling, signallingUrl } from "./protocol.js";
+import { Backoff, mayReconnect, Signalling, signallingUrl, STABLE_MS } from "./protocol.js";
 import { Roster } from "./roster.js";
 
 /** Grid tiles the teacher receives: enough for a lesson of one teacher and six
@@ -246,6 +246,9 @@ function connect() {
           releaseCamera(); // e.g. replaced: the other window may need this camera
         } else {
           reconnecting = true;
+          if (info.joinedFor >= STABLE_MS) {
+            backoff.reset();
+          }
           clearTimeout(socketTimer);
           socketTimer = setTimeout(connect, backoff.next());
         }
