@@ -187,6 +187,10 @@ class FastSender(ForwardTrack):
         """aiortc's sender waits here for ever: this class sends by itself."""
         return await super().recv()
 
+    @property
+    def queued(self) -> int:
+        return len(self._early)
+
     def restart(self) -> None:
         self._early = []
         self.waiting_for_keyframe = self.kind == "video"

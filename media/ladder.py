@@ -93,6 +93,11 @@ class Ladder:
         return float(self.specs[index - 1].bitrate)
 
     @property
+    def queued(self) -> int:
+        """Frames of the top layer waiting for the encoding thread."""
+        return self._queue.qsize()
+
+    @property
     def names(self) -> list[str]:
         return ["top", *(spec.name for spec in self.specs)]
 

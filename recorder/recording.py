@@ -55,6 +55,14 @@ class LessonRecording:
             audio.add_sink(owner, self._on_audio)
 
     @property
+    def queued(self) -> int:
+        """Packets waiting for the writers' threads, of every open file."""
+        writers = [self._writer, *self._closing]
+        if self._stage is not None:
+            writers.append(self._stage[1])
+        return sum(writer.queued for writer in writers if writer is not None)
+
+    @property
     def video_codec(self) -> str | None:
         return self.video.codec if self.video is not None else None
 

@@ -1,9 +1,11 @@
-"""Prometheus metrics: lessons, peers, forwarded packets and bytes, keyframe requests.
+"""Prometheus metrics: lessons, peers, forwarded packets and bytes, keyframe requests,
+and what waits in the server's queues.
 
 Counters are read from the live objects when scraped, so the forwarding path pays
 nothing for them.
 """
 
+import asyncio
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -12,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from server.keys import LESSONS
+from server.lesson import Lesson
 from server.lessons import Lessons
 from server.tokens import ROLES
 
@@ -55,6 +58,40 @@ class LessonCollector(Collector):
         requests.add_metric(["from_subscribers"], received)
         requests.add_metric(["to_publishers"], sent)
         yield requests
+        yield from self._queues(lessons)
+
+    def _queues(self, lessons: list[Lesson]) -> Iterator[Metric]:
+        """Every queue is bounded; a total that keeps growing still means a leak
+        (bench/soak.py watches these over a lesson)."""
+        outbox = frames = ladder = recorder = connections = 0
+        for lesson in lessons:
+            for peer in lesson.peers.values():
+                outbox += peer.outbox.qsize()
+                frames += sum(down.track.queued for _, down in peer.downs)
+                connections += peer.pc is not None
+            ladder += sum(each.queued for each in lesson.streams.ladders)
+            if lesson.recording is not None:
+                recorder += lesson.recording.queued
+        queued = GaugeMetricFamily(
+            "zhuandi_queued",
+            "Items waiting: signalling messages in peers' outboxes, frames in down tracks, "
+            "frames for the ladders' encoders, packets for the recorder's writers",
+            labels=["queue"],
+        )
+        for name, value in (
+            ("outbox", outbox),
+            ("down_frames", frames),
+            ("ladder", ladder),
+            ("recorder", recorder),
+        ):
+            queued.add_metric([name], value)
+        yield queued
+        yield GaugeMetricFamily(
+            "zhuandi_peer_connections", "Media connections open", value=connections
+        )
+        yield GaugeMetricFamily(
+            "zhuandi_tasks", "asyncio tasks in the server", value=len(asyncio.all_tasks())
+        )
 
 
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)

@@ -91,6 +91,10 @@ class LessonStreams:
     def sources(self) -> dict[tuple[str, str], Source]:
         return dict(self._sources)
 
+    @property
+    def ladders(self) -> list[Ladder]:
+        return list(self._ladders.values())
+
     def publishing(self, owner: str) -> bool:
         return any(s.live for (o, _), s in self._sources.items() if o == owner)
 
