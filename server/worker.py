@@ -6,7 +6,9 @@ process the port on stdout; the lessons placed on it are served here."""
 import asyncio
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ async def run(data: dict[str, Any], index: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.ensure_future(_front_gone(index, stop))
     app = create_app(settings, worker=index)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=3.0)
     await runner.setup()
@@ -41,8 +44,24 @@ async def run(data: dict[str, Any], index: int) -> None:
     try:
         await stop.wait()
     finally:
+        watch.cancel()
         async with asyncio.timeout(9.0):
             await runner.cleanup()
+
+
+async def _front_gone(index: int, stop: asyncio.Event) -> None:
+    """Stop when the front process is gone. It holds our stdin, a pipe it never
+    writes to: its end closes when it exits, however it exits. (Killed with
+    SIGKILL, it would otherwise leave this worker running, holding its lessons,
+    while a restarted front starts new workers for them.)"""
+    if not stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+        return  # started by hand: nothing to watch
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.read()
+    logging.getLogger(__name__).warning("media worker %d: the front process is gone", index)
+    stop.set()
 
 
 def main() -> None:

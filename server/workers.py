@@ -100,6 +100,9 @@ class WorkerPool:
             "server.worker",
             str(self._settings_file),
             str(worker.index),
+            # never written: the worker stops when it reads the end of it, which is
+            # when this process is gone, even killed with SIGKILL
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,  # Ctrl-C reaches the front, which stops the workers
         )
