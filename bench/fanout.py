@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.clip import VIDEO_BITRATE, make_clip
 from bench.point import FORWARD, FORWARD_AIORTC, MODES, STOCK, PointSettings, Row, measure
-from bench.procstat import load_average
+from bench.procstat import load_average, wait_until_idle
 from bench.report import human_summary, plot, ratios, summarize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per point")
     parser.add_argument("--warmup", type=float, default=3.0, help="wait after all receive")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole sweep this often")
+    parser.add_argument(
+        "--retries", type=int, default=2,
+        help="measure a point again (after waiting for a quieter machine) when other\n"
+        "processes used more than --busy cores in its window; the quietest attempt counts",
+    )  # fmt: skip
+    parser.add_argument("--busy", type=float, default=0.3, help="see --retries (cores)")
     parser.add_argument("--per-process", type=int, default=8, help="receivers per process")
     parser.add_argument("--decoders", type=int, default=1, help="receivers that decode, per point")
     parser.add_argument(
@@ -135,7 +141,24 @@ async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
     for mode, n in plan(args):
         print(f"... {mode} N={n}", file=sys.stderr, flush=True)
         started = time.monotonic()
+        await wait_until_idle(args.busy, timeout=60)
         row = await measure(mode, n, settings)
+        for attempt in range(2, args.retries + 2):
+            if row.other_cpu_cores <= args.busy:
+                break
+            print(
+                f"    other processes used {row.other_cpu_cores:.2f} cores: waiting for a "
+                f"quieter machine, then attempt {attempt}",
+                file=sys.stderr,
+                flush=True,
+            )
+            await wait_until_idle(args.busy, timeout=180)
+            again = await measure(mode, n, settings)
+            again.attempts = attempt
+            if again.other_cpu_cores < row.other_cpu_cores:
+                row = again
+            else:
+                row.attempts = attempt
         rows.append(row)
         print(
             f"    server {row.server_cpu_cores * 100:.1f}% of a core, "

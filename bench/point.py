@@ -82,6 +82,7 @@ class Row:
     load_before: float
     fell_behind: bool
     layers: dict[str, int] | None = None
+    attempts: int = 1
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
     fell_behind = bool(notes)
     others = max(machine - server - clients - bench, 0.0)
     if others > OTHERS_NOTED:
-        notes.append(f"other processes used {others:.2f} cores")
+        notes.append(f"busy machine: other processes used {others:.2f} cores")
     return Row(
         mode=mode,
         n=n,

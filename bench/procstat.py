@@ -1,6 +1,8 @@
 """CPU time and memory of processes, and of the whole machine, from /proc."""
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +70,15 @@ def machine_times() -> MachineTimes:
 def load_average() -> tuple[float, float, float]:
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
     return float(one), float(five), float(fifteen)
+
+
+async def wait_until_idle(max_busy_cores: float, timeout: float, window: float = 5.0) -> float:
+    """Wait until the whole machine uses under `max_busy_cores` over a `window`, or
+    `timeout` passes; the last window's busy cores."""
+    deadline = time.monotonic() + timeout
+    while True:
+        start, began = machine_times(), time.monotonic()
+        await asyncio.sleep(window)
+        busy = (machine_times().busy - start.busy) / (time.monotonic() - began)
+        if busy < max_busy_cores or time.monotonic() >= deadline:
+            return busy

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.point import FORWARD, FORWARD_AIORTC, STOCK, Row
+from bench.point import FORWARD, FORWARD_AIORTC, OTHERS_NOTED, STOCK, Row
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float] | None:
@@ -45,6 +45,7 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         modes[mode] = {
             "fitted_ns": kept_up,
             "fell_behind_ns": behind,
+            "busy_machine_ns": sorted({r.n for r in mine if r.other_cpu_cores > OTHERS_NOTED}),
             "first_fell_behind_n": behind[0] if behind else None,
             "marginal_us_per_packet": _round(per_packet[0] * 1e6) if per_packet else None,
             "intercept_cores": _round(per_packet[1]) if per_packet else None,
