@@ -67,10 +67,26 @@ def parse_message(text: str) -> Message:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join("null" if t is type(None) else _TYPE_NAMES[t] for t in types)
             raise bad(f"'{kind}.{name}' must be {expected}")
+        if not _unicode(value):
+            raise bad(f"'{kind}.{name}' is not valid Unicode text")
         fields[name] = value
     if kind == "offer" and len(fields["sdp"]) > MAX_SDP:
         raise bad(f"'offer.sdp' is too large (limit {MAX_SDP} characters)")
     return Message(kind, fields)
+
+
+def _unicode(value: Any) -> bool:
+    """Whether a string (or a list's strings) can be written out as UTF-8. JSON's
+    escapes can carry lone surrogates ("\\ud800"), which no file or page can."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_unicode(item) for item in value)
+    return True
 
 
 _TYPE_NAMES = {

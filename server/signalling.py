@@ -244,6 +244,7 @@ class _Connection:
                 pass
 
     async def _write(self, peer: Peer) -> None:
+        code = WSCloseCode.OK  # a peer that left, or a socket that went away
         try:
             while True:
                 data = await peer.outbox.get()
@@ -251,13 +252,14 @@ class _Connection:
                     break
                 await self.ws.send_json(data)
                 if data.get("fatal"):
+                    code = WSCloseCode.POLICY_VIOLATION  # docs/protocol.md: fatal errors
                     break
         except (ConnectionError, RuntimeError):
             pass
         finally:
             peer.closed = True
             if not self.ws.closed:
-                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+                await self.ws.close(code=code)
 
     def _close_soon(self) -> None:
         if self.peer is not None:
