@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import subprocess
 import tempfile
 import time
@@ -126,6 +127,10 @@ def _git(*args: str) -> str:
 
 
 async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
+    # SIGTERM cancels the sweep as Ctrl-C does, so that every child is stopped.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     clip = args.clip or make_clip(workdir / "clip.webm")
     settings = PointSettings(
         seconds=args.seconds,
@@ -171,16 +176,23 @@ async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    info = machine()
+def _run(args: argparse.Namespace) -> list[Row]:
     if args.keep:
         workdir = Path(tempfile.mkdtemp(prefix="zhuandi-fanout-"))
         print(f"work dir (logs): {workdir}", file=sys.stderr)
-        rows = asyncio.run(sweep(args, workdir))
-    else:
-        with tempfile.TemporaryDirectory(prefix="zhuandi-fanout-") as tmp:
-            rows = asyncio.run(sweep(args, Path(tmp)))
+        return asyncio.run(sweep(args, workdir))
+    with tempfile.TemporaryDirectory(prefix="zhuandi-fanout-") as tmp:
+        return asyncio.run(sweep(args, Path(tmp)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    info = machine()
+    try:
+        rows = _run(args)
+    except asyncio.CancelledError:
+        print("stopped: every child process was stopped", file=sys.stderr)
+        return 143
     modes = summarize(rows)
     ratio = ratios(rows, modes)
     plot_problem = plot(rows, args.plot)
