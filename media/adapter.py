@@ -177,7 +177,7 @@ class RetransmitBudget:
     NACK; on a full rural line, NACKs repeated faster than the queue drains turned
     into a storm of resends (16 Mbit/s offered to a 1 Mbit/s line, measured)."""
 
-    def __init__(self, share: float = 0.25, floor: float = 30.0, repeat: float = 0.3) -> None:
+    def __init__(self, share: float = 0.25, floor: float = 5.0, repeat: float = 0.3) -> None:
         self.share = share
         self.floor = floor  # packets per second always allowed
         self.repeat = repeat

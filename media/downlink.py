@@ -171,7 +171,10 @@ class VideoDownlink:
         feedback = self.feedback
         remb = feedback.remb_bps if feedback is not None else None
         covered = feedback.remb_ssrcs if feedback is not None else ()
-        shared = len(covered) > 1  # a browser's REMB covers every stream it receives
+        # A browser's REMB covers every stream it receives; an aiortc receiver's only
+        # its own stream (and that stream's RTX).
+        own = {self.ssrc, self.rtx_ssrc}
+        shared = any(ssrc not in own for ssrc in covered)
         total = None
         if shared and self._total_sent is not None:
             total = self._total_sent(covered)
@@ -238,6 +241,10 @@ class VideoDownlink:
     @property
     def ssrc(self) -> int | None:
         return self.sender._ssrc if self.sender is not None else None
+
+    @property
+    def rtx_ssrc(self) -> int | None:
+        return self.sender._rtx_ssrc if self.sender is not None else None
 
     def counters(self) -> tuple[int, int]:
         if self.sender is None:

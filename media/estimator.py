@@ -30,14 +30,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
-PAUSE_AFTER = 2.0  # or when congestion at the lowest layer lasts this long (seconds)
+PAUSE_AFTER = 4.0  # or when congestion at the lowest layer lasts this long (seconds)
 REMB_PERSIST = 0.4  # a browser's low REMB counts once it lasts this long (seconds)...
 REMB_DEEP = 0.6  # ...or at once when it is below this share of what is sent
 REMB_ALONE_DEEP = 0.5  # a per-stream REMB must fall this low, with loss or a queue
 QUEUE_DELAY = 0.15  # seconds of round trip above the least: the line queues
 MIN_PACKETS = 20  # packets expected in the window before its loss means anything
-SETTLE = 1.5  # seconds after a switch down when only severe trouble goes further
+SETTLE = 2.5  # seconds after a switch down when only severe trouble goes further
 RTT_MEMORY = 30.0  # seconds over which the least round trip is kept
+QUEUE_SAMPLES = 3  # receiver reports (about 1 s apart) a queue must last
+PROBE_HEADROOM = 1.2  # probe up only while REMB is this far above what is sent
+CONGESTED_HOLD = 10.0  # seconds before the first probe after congestion
 
 
 @dataclass
@@ -100,6 +103,8 @@ class LayerController:
         reports = self._reports
         if reports and highest_sequence < reports[-1][1]:
             reports.clear()  # sequence numbers restarted (a new sender)
+        if now < self._settle_until:
+            reports.clear()  # right after a switch down: count from when it has settled
         reports.append((now, highest_sequence, packets_lost))
         while len(reports) > 2 and reports[1][0] <= now - self._loss_window:
             reports.popleft()
@@ -116,7 +121,11 @@ class LayerController:
             while rtts and rtts[0][0] < now - RTT_MEMORY:
                 rtts.popleft()
             least = min(r for _, r in rtts)
-            self.queue = max(0.0, rtt - least)
+            # A queue that lasts: the least of the last few round trips. One keyframe
+            # fills a slow line's shaper for a moment (a 180p keyframe is 300 ms at
+            # 300 kbit/s); that drains by itself and is no reason to go down.
+            recent = min(r for _, r in list(rtts)[-QUEUE_SAMPLES:])
+            self.queue = max(0.0, recent - least)
 
     def _fresh_windows(self) -> None:
         """After a switch the old layer's losses and queue say nothing about the new."""
@@ -153,7 +162,12 @@ class LayerController:
         lowest = len(rates) - 1
         audio = self._audio_bps() if shared else 0.0
         lossy = self.loss > self._congestion_loss
-        loss_based = total * (1 - 0.5 * self.loss) if lossy else None
+        loss_based = None
+        if lossy:
+            # GCC's cut for moderate loss; under heavy loss, what got through is the
+            # line's measure (a slow line flooded by the top layer loses most of it).
+            share = 1 - self.loss if self.loss > 0.25 else 1 - 0.5 * self.loss
+            loss_based = total * share
         candidates = [x for x in (remb, loss_based) if x is not None]
         self.estimate = min(candidates) if candidates else None
 
@@ -167,6 +181,9 @@ class LayerController:
         if self.congested:
             if self._probe_at is not None and now - self._probe_at < self._probe_window:
                 self._hold = min(self._hold * 2, self._max_hold)  # the probe failed
+            else:
+                # the line itself got worse: give it a while before trying again
+                self._hold = max(self._hold, CONGESTED_HOLD)
             self._probe_at = None
             self._hold_until = now + self._hold
             if self.layer is None:
@@ -183,6 +200,11 @@ class LayerController:
         if self.layer is None:
             return self._probe(lowest, now)
         if self.layer > self.cap:
+            # REMB climbs to about 1.5 times what arrives while nothing queues, and
+            # sits under it when the line is full: then a probe would only hurt.
+            if remb is not None and total > 0 and remb < PROBE_HEADROOM * total:
+                self._hold_until = now + self._base_hold
+                return None
             return self._probe(self.layer - 1, now)
         return None
 
@@ -256,12 +278,14 @@ class LayerController:
             # Video stops only when the line clearly cannot carry the lowest layer:
             # heavy loss, an estimate well below it, or congestion that lasts.
             need = rates[lowest] + audio
-            clear = (
-                self.loss > self._congestion_loss
-                or (self.estimate is not None and self.estimate < PAUSE_MARGIN * need)
-                or (
-                    self._congested_since is not None and now - self._congested_since >= PAUSE_AFTER
-                )
+            # A lossy lowest layer still plays (the client asks again for what it
+            # lost): what stops video is an estimate far below it, or heavy loss or a
+            # queue that lasts.
+            lasting = (
+                self._congested_since is not None and now - self._congested_since >= PAUSE_AFTER
+            )
+            clear = (self.estimate is not None and self.estimate < PAUSE_MARGIN * need) or (
+                lasting and (self.loss > 2 * self._congestion_loss or self.queue > QUEUE_DELAY)
             )
             target = None if clear else lowest
         return self._move(target, now, f"congested ({self.why})")

@@ -191,6 +191,11 @@ class FastSender(ForwardTrack):
     def queued(self) -> int:
         return len(self._early)
 
+    def new_layer(self) -> None:
+        """Packets of the layer left behind are not worth resending: the subscriber
+        starts again from the new layer's keyframe."""
+        self._history = [None] * HISTORY
+
     def restart(self) -> None:
         self._early = []
         self.waiting_for_keyframe = self.kind == "video"

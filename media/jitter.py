@@ -111,6 +111,8 @@ class ResilientJitterBuffer:
             # the next frame is incomplete: wait for retransmission, then give up
             if self._highest <= self._next:
                 break
+            if self.kind == "video" and self._skip_to_complete_keyframe():
+                continue  # a whole keyframe is already here: nothing before it matters
             now = self._clock()
             if self._gap_since is None:
                 self._gap_since = now
@@ -174,6 +176,29 @@ class ResilientJitterBuffer:
             later = [ext for ext in self._packets if ext > self._next]
             self._next = min(later) if later else self._next + 1
             self.frames_skipped += 1
+
+    def _skip_to_complete_keyframe(self) -> bool:
+        """Jump over a gap to a later keyframe that is complete (a layer switch sends
+        one right after packets lost on the old layer): no need to wait for what is
+        missing before it."""
+        assert self._next is not None
+        for ext in sorted(e for e in self._packets if e > self._next):
+            packet = self._packets[ext]
+            if not self._starts_keyframe(packet):
+                continue
+            end = ext
+            while not self._packets[end].marker:
+                following = self._packets.get(end + 1)
+                if following is None or following.timestamp != packet.timestamp:
+                    return False  # that keyframe is not complete yet
+                end += 1
+            for old in [e for e in self._packets if e < ext]:
+                del self._packets[old]
+                self.frames_skipped += 1
+            self._next = ext
+            self._gap_since = None
+            return True
+        return False
 
     def _seek_keyframe(self) -> bool:
         """Move `_next` to the first packet of a buffered keyframe, dropping what is in

@@ -50,7 +50,7 @@ class Ladder:
         top: Source,
         specs: tuple[LayerSpec, ...] = DEFAULT_LAYERS,
         *,
-        keyframe_min_interval: float = 0.15,
+        keyframe_min_interval: float = 0.5,
         queue_frames: int = 30,
     ) -> None:
         self.top = top
@@ -69,6 +69,7 @@ class Ladder:
                 queue_frames=queue_frames,
             )
             layer.timeline = top.timeline
+            layer.cheap_keyframes = True
             layer.attach(functools.partial(self._request_keyframe, index))
             self.layers.append(layer)
             self._encoders.append(LayerEncoder(top.codec, spec.height, spec.bitrate, spec.fps))

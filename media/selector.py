@@ -88,7 +88,7 @@ class LayerSelector:
             if self._holding:  # a switch down was called off: its frames were held back
                 self._holding = False
                 self.track.restart()
-                self.layers[index].request_keyframe()
+                self.layers[index].request_keyframe(switching=True)
             return
         if index == self.pending:
             return
@@ -101,7 +101,7 @@ class LayerSelector:
         fresh = self.current is None and self._last_pts is None
         # A track that has sent nothing yet may start from the layer's cached keyframe.
         if not layer.add_sink(self, self._on_pending, replay=fresh) and self.kind == "video":
-            layer.request_keyframe()
+            layer.request_keyframe(switching=True)
 
     def request_keyframe(self) -> None:
         """The subscriber lost a picture: ask the layer it is on (or going to)."""
@@ -122,11 +122,13 @@ class LayerSelector:
             # A lower layer's encoder runs a little behind the layer above, so its
             # keyframe can be a picture this subscriber was already sent: showing it
             # again would step back in time. Ask for the next one.
-            source.request_keyframe()
+            source.request_keyframe(switching=True)
             return
         self._holding = False
         previous = self.current
         self._leave(previous)
+        if previous is not None:
+            self.track.new_layer()
         self.current, self.pending = self.pending, None
         source.add_sink(self, self._on_current)
         if source.timeline is not self._timeline:

@@ -24,6 +24,10 @@ from media.track import ForwardTrack, time_base
 logger = logging.getLogger(__name__)
 
 Sink = Callable[[av.Packet, bool], None]
+# A joining subscriber is sent the cached keyframe and what followed it at once: no
+# more than this, or the burst floods a slow line's shaper (a fresh keyframe is asked
+# for instead).
+REPLAY_BYTES = 96 * 1024
 
 
 class Source:
@@ -62,6 +66,7 @@ class Source:
         self.size: tuple[int, int] | None = None
         self.last_frame_time: float | None = None
         self.generation = 0  # counts publisher connections
+        self.cheap_keyframes = False  # a ladder layer: asking its encoder costs little
         self.audio_level = -127.0  # dBov, from the publisher's audio-level header extension
 
     # -- the publishing side -------------------------------------------------
@@ -133,6 +138,7 @@ class Source:
             and self.kind == "video"
             and self._gop
             and self._clock() - self._gop_time <= self._cache_seconds
+            and sum(p.size for p in self._gop) <= REPLAY_BYTES
         ):
             for i, packet in enumerate(self._gop):
                 # looked up each time: a sink may replace itself while replaying
@@ -167,11 +173,18 @@ class Source:
 
     # -- keyframes -----------------------------------------------------------
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, switching: bool = False) -> None:
         """A sink needs a keyframe. Requests reach the publisher at most once per
-        interval."""
-        if self.kind == "video":
-            self._requester.request()
+        interval. A layer switch (`switching`) on a source whose keyframes are cheap (a
+        ladder layer: a flag for its encoder, unlike a PLI to a browser) is served at
+        once, so that the switch is not held up by the throttle."""
+        if self.kind != "video":
+            return
+        if switching and self.cheap_keyframes and self._upstream is not None:
+            self._requester.requested += 1
+            self._upstream()
+            return
+        self._requester.request()
 
     @property
     def keyframe_requests(self) -> tuple[int, int]:

@@ -67,6 +67,9 @@ class ForwardTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def new_layer(self) -> None:
+        """What follows comes from another layer or source (see FastSender)."""
+
     def restart(self) -> None:
         """Forget queued frames and wait for the next keyframe (a new upstream)."""
         self._queue.clear()

@@ -81,7 +81,7 @@ class LessonStreams:
             ladder = Ladder(
                 self.source(owner, name),
                 specs,
-                keyframe_min_interval=0.15,
+                keyframe_min_interval=0.5,
                 queue_frames=self._settings.subscriber_queue_frames,
             )
             self._ladders[key] = ladder

@@ -131,15 +131,24 @@ def test_one_delay_spike_at_the_lowest_layer_does_not_stop_video() -> None:
     assert c.layer == 2
 
 
-def test_lasting_congestion_at_the_lowest_layer_stops_video() -> None:
+def test_lasting_heavy_loss_at_the_lowest_layer_stops_video() -> None:
     c = controller(initial=2, cap=2)
     decision = None
-    for step in range(8):
+    for step in range(12):
         t = step * 0.5
-        c.report(t, 1000 + 10 * step, 0)
-        decision = c.update(t, remb=160_000, sent_bps=190_000) or decision
+        c.report(t, 1000 + 40 * step, 10 * step)  # 25 % lost, report after report
+        decision = c.update(t, remb=None, sent_bps=190_000) or decision
     assert decision is not None and decision.layer is None
     assert c.layer is None
+
+
+def test_a_lossy_lowest_layer_that_fits_keeps_playing() -> None:
+    c = controller(initial=2, cap=2)
+    for step in range(20):
+        t = step * 0.5
+        c.report(t, 1000 + 40 * step, 5 * step)  # 12 % lost: a poor line, but video fits
+        assert c.update(t, remb=None, sent_bps=190_000) is None
+    assert c.layer == 2
 
 
 def test_a_deep_remb_drop_counts_at_once() -> None:
@@ -156,8 +165,14 @@ def test_a_growing_queue_is_congestion_even_without_loss() -> None:
     for t in range(5):
         c.report(float(t), 1000 + 150 * t, 0, rtt=0.02)
         assert c.update(float(t), remb=3_000_000, sent_bps=1_500_000) is None
-    c.report(5.0, 1750, 0, rtt=0.25)  # the shaper's queue fills: +230 ms
-    decision = c.update(5.0, remb=3_000_000, sent_bps=1_500_000)
+    c.report(5.0, 1750, 0, rtt=0.25)  # one keyframe fills the shaper for a moment
+    assert c.update(5.0, remb=3_000_000, sent_bps=1_500_000) is None
+    c.report(6.0, 1900, 0, rtt=0.02)  # and it drains
+    assert c.update(6.0, remb=3_000_000, sent_bps=1_500_000) is None
+    decision = None
+    for t in (7.0, 8.0, 9.0):  # now the queue stays: +230 ms report after report
+        c.report(t, 1900 + int(150 * (t - 6)), 0, rtt=0.25)
+        decision = c.update(t, remb=3_000_000, sent_bps=1_500_000) or decision
     assert decision is not None and decision.layer == 1
     assert "queue" in decision.reason
 
@@ -196,4 +211,17 @@ def test_a_subscriber_that_starts_low_stays_there_a_while_before_probing() -> No
     assert c.update(0.0, remb=None, sent_bps=150_000) is None
     assert c.update(2.0, remb=None, sent_bps=150_000) is None
     decision = c.update(4.5, remb=None, sent_bps=150_000)
+    assert decision is not None and decision.layer == 1
+
+
+def test_no_probe_while_remb_says_the_line_is_full() -> None:
+    c = controller(initial=2, cap=0)
+    for step in range(40):
+        t = step * 0.5
+        c.report(t, 1000 + 20 * step, 0)
+        # REMB sits at what arrives: the line has no room for a layer three times bigger
+        assert c.update(t, remb=160_000, sent_bps=155_000) is None
+    assert c.layer == 2
+    c.report(21.0, 1900, 0)
+    decision = c.update(21.0, remb=250_000, sent_bps=155_000)  # room now
     assert decision is not None and decision.layer == 1

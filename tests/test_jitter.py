@@ -145,3 +145,22 @@ def test_a_keyframe_that_lost_a_packet_for_good_does_not_stop_the_buffer() -> No
             released.append(frame_index(frame))
     assert released[:1] == [10], f"the buffer never moved on to the next keyframe: {released}"
     assert released == list(range(10, 20))
+
+
+def test_a_complete_keyframe_after_a_gap_is_played_at_once() -> None:
+    """A layer switch: packets lost on the old layer, then the new layer's keyframe.
+    Nothing before that keyframe matters; waiting for it would freeze the picture."""
+    clock = Clock()
+    buffer = ResilientJitterBuffer("video", "vp8", clock=clock, max_wait=1.0)
+    released: list[int] = []
+    buffer.overflow = lambda frame: released.append(frame_index(frame))
+    packets = vp8_stream([True, False, False, True, False])
+    lost = next(p for p in packets if p.timestamp == packets[0].timestamp + 2 * 3000)
+    for packet in packets:
+        if packet is lost:
+            continue
+        clock.now += 0.001  # all within a few milliseconds: no waiting out the gap
+        _pli, frame = buffer.add(packet)
+        if frame is not None:
+            released.append(frame_index(frame))
+    assert released == [0, 1, 3, 4]
