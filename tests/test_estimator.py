@@ -2,7 +2,7 @@
 
 import itertools
 
-from media.estimator import LayerController
+from media.estimator import Decision, LayerController
 
 RATES = [1_500_000.0, 450_000.0, 150_000.0]
 
@@ -169,9 +169,10 @@ def test_a_growing_queue_is_congestion_even_without_loss() -> None:
     assert c.update(5.0, remb=3_000_000, sent_bps=1_500_000) is None
     c.report(6.0, 1900, 0, rtt=0.02)  # and it drains
     assert c.update(6.0, remb=3_000_000, sent_bps=1_500_000) is None
-    decision = None
-    for t in (7.0, 8.0, 9.0):  # now the queue stays: +230 ms report after report
-        c.report(t, 1900 + int(150 * (t - 6)), 0, rtt=0.25)
+    decision: Decision | None = None
+    for n in (1, 2, 3):  # now the queue stays: +230 ms report after report
+        t = 6.0 + n
+        c.report(t, 1900 + 150 * n, 0, rtt=0.25)
         decision = c.update(t, remb=3_000_000, sent_bps=1_500_000) or decision
     assert decision is not None and decision.layer == 1
     assert "queue" in decision.reason
