@@ -171,9 +171,9 @@ def test_a_growing_queue_is_congestion_even_without_loss() -> None:
     assert c.update(6.0, remb=3_000_000, sent_bps=1_500_000) is None
     decision: Decision | None = None
     for n in (1, 2, 3):  # now the queue stays: +230 ms report after report
-        t = 6.0 + n
-        c.report(t, 1900 + 150 * n, 0, rtt=0.25)
-        decision = c.update(t, remb=3_000_000, sent_bps=1_500_000) or decision
+        now = 6.0 + n
+        c.report(now, 1900 + 150 * n, 0, rtt=0.25)
+        decision = c.update(now, remb=3_000_000, sent_bps=1_500_000) or decision
     assert decision is not None and decision.layer == 1
     assert "queue" in decision.reason
 
