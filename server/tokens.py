@@ -1,5 +1,6 @@
 """Signed join tokens (JWT, HS256): lesson, role, name and expiry."""
 
+import os
 import re
 import secrets
 import time
@@ -110,14 +111,35 @@ class Tokens:
 
 
 def load_or_create_secret(data_dir: Path) -> str:
-    """The token secret kept in DATA_DIR/secret.key, generated on first run."""
+    """The token secret kept in DATA_DIR/secret.key, generated on first run.
+
+    Processes that start together on a fresh data directory (the front and its
+    media workers, or a script issuing tokens) agree on one secret: it is written
+    whole to a private file and linked into place, and whoever loses the race
+    reads the winner's."""
     path = data_dir / "secret.key"
-    if path.exists():
-        secret = path.read_text().strip()
-        if len(secret) >= 32:
+    for _ in range(3):
+        try:
+            secret = path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        else:
+            if len(secret) >= 32:
+                return secret
+            path.unlink(missing_ok=True)  # an empty or truncated file from an old crash
+        data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        draft = data_dir / f".secret.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secret + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(draft, path)
             return secret
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(secret + "\n")
-    return secret
+        except FileExistsError:
+            continue
+        finally:
+            draft.unlink()
+    raise RuntimeError(f"{path}: cannot read or create the token secret")

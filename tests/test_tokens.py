@@ -1,9 +1,16 @@
 """Join tokens: what we sign is accepted; forged, expired and misused ones are refused."""
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import jwt
 import pytest
 
 from server.tokens import TokenError, Tokens, load_or_create_secret
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECRET = "s" * 48
 
@@ -100,3 +107,32 @@ def test_the_secret_is_generated_once_and_kept_private(tmp_path) -> None:
     second = load_or_create_secret(tmp_path / "var")
     assert first == second and len(first) >= 32
     assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_processes_starting_together_on_a_fresh_data_dir_agree_on_one_secret(
+    tmp_path: Path,
+) -> None:
+    # the front and its media workers start at once; each used to write its own
+    # secret over the others', and a token the front issued failed on a worker
+    code = (
+        "import sys; from pathlib import Path; from server.tokens import load_or_create_secret\n"
+        "while not Path(sys.argv[2]).exists(): pass\n"  # all start at the same moment
+        "print(load_or_create_secret(Path(sys.argv[1])))"
+    )
+    for attempt in range(3):
+        data, go = tmp_path / f"var{attempt}", tmp_path / f"go{attempt}"
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(data), str(go)],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )  # fmt: skip
+            for _ in range(6)
+        ]
+        time.sleep(1.5)
+        go.touch()
+        secrets_seen = {p.communicate(timeout=30)[0].strip() for p in processes}
+        assert len(secrets_seen) == 1, secrets_seen
+        assert (data / "secret.key").read_text().strip() in secrets_seen
+        assert [p.name for p in data.iterdir()] == ["secret.key"]
