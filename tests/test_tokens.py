@@ -127,7 +127,7 @@ def test_processes_starting_together_on_a_fresh_data_dir_agree_on_one_secret(
                 stdout=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
-            )  # fmt: skip
+            )
             for _ in range(6)
         ]
         time.sleep(1.5)
