@@ -213,6 +213,11 @@ class SenderFeedback:
 
     def __init__(self) -> None:
         self.budget = RetransmitBudget()
+        # Which packets can still be resent (set by a sender that keeps its own
+        # history): a NACK for one long gone must not spend the budget. A receiver
+        # keeps asking for packets of a layer it left (aiortc's asks for every gap
+        # it ever saw), and they used the tokens that its fresh losses needed.
+        self.retransmittable: Callable[[int], bool] | None = None
         self.remb_bps: int | None = None
         self.remb_ssrcs: tuple[int, ...] = ()  # the streams that REMB's figure covers
         self.rtt: float | None = None  # from the last report alone (aiortc smooths its own)
@@ -253,7 +258,10 @@ def tap_rtcp(
                         on_report(feedback)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             feedback.nacks += len(packet.lost)
-            packet.lost = feedback.budget.allow(packet.lost, sender_counters(sender)[0])
+            lost = packet.lost
+            if feedback.retransmittable is not None:
+                lost = [seq for seq in lost if feedback.retransmittable(seq)]
+            packet.lost = feedback.budget.allow(lost, sender_counters(sender)[0])
         await original(packet)
 
     sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]

@@ -108,6 +108,8 @@ class VideoDownlink:
             self.selector.track.bind(sender)
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
         self.feedback = adapter.tap_rtcp(sender, self._on_report)
+        if isinstance(self.selector.track, FastSender):
+            self.feedback.retransmittable = self.selector.track.retransmittable
 
     def retarget(self, ladder: Ladder | None) -> None:
         """Show another publisher's stream (or nothing), keeping this subscriber's

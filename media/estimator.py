@@ -20,6 +20,14 @@ cascade down to audio only. It goes up slowly: after a quiet hold, one layer at 
 time, as a probe. A probe that meets congestion within `probe_window` is undone and
 doubles the hold (up to `max_hold`); a probe that holds resets it.
 
+Congestion also leaves a ceiling: under heavy loss, what got through; with a queue,
+what was being sent. A probe to a layer above the ceiling waits until the ceiling
+has grown past it (it doubles every `CEILING_DOUBLING` seconds, and a clean line's
+REMB lifts it): a 300 kbit/s line that the top layer flooded does not try the
+450 kbit/s layer ten seconds later and freeze again (measured: 4-5 s of freezes in
+25 s from one such probe). Video coming back from audio only to the lowest layer is
+not held back by it.
+
 REMB lags a rate increase by seconds, so right after an up-switch a low REMB only
 counts once REMB has caught up with the new rate, or falls clearly below where it
 was at the switch.
@@ -41,6 +49,8 @@ RTT_MEMORY = 30.0  # seconds over which the least round trip is kept
 QUEUE_SAMPLES = 3  # receiver reports (about 1 s apart) a queue must last
 PROBE_HEADROOM = 1.2  # probe up only while REMB is this far above what is sent
 CONGESTED_HOLD = 10.0  # seconds before the first probe after congestion
+HEAVY_LOSS = 0.25  # above this, what got through measures the line
+CEILING_DOUBLING = 60.0  # seconds for a measured ceiling to double (then it is forgotten)
 
 
 @dataclass
@@ -84,6 +94,7 @@ class LayerController:
         self._rtts: deque[tuple[float, float]] = deque()
         self._congested_since: float | None = None
         self._remb_low_since: float | None = None
+        self._ceiling: tuple[float, float] | None = None  # (bps, when measured)
         self._settle_until = 0.0
         self.loss = 0.0
         self.queue = 0.0  # seconds of round trip above the least seen lately
@@ -166,7 +177,7 @@ class LayerController:
         if lossy:
             # GCC's cut for moderate loss; under heavy loss, what got through is the
             # line's measure (a slow line flooded by the top layer loses most of it).
-            share = 1 - self.loss if self.loss > 0.25 else 1 - 0.5 * self.loss
+            share = 1 - self.loss if self.loss > HEAVY_LOSS else 1 - 0.5 * self.loss
             loss_based = total * share
         candidates = [x for x in (remb, loss_based) if x is not None]
         self.estimate = min(candidates) if candidates else None
@@ -179,6 +190,7 @@ class LayerController:
             return self._move(self.cap, now, "capped by the classroom's choice")
 
         if self.congested:
+            self._lower_ceiling(now, total)
             if self._probe_at is not None and now - self._probe_at < self._probe_window:
                 self._hold = min(self._hold * 2, self._max_hold)  # the probe failed
             else:
@@ -205,8 +217,38 @@ class LayerController:
             if remb is not None and total > 0 and remb < PROBE_HEADROOM * total:
                 self._hold_until = now + self._base_hold
                 return None
-            return self._probe(self.layer - 1, now)
+            if remb is not None and self._ceiling is not None and remb > self.ceiling(now):
+                self._ceiling = (remb, now)  # the line carries what it did, and more
+            ceiling = self.ceiling(now)
+            target = self.layer - 1
+            if ceiling is not None and rates[target] + audio > ceiling:
+                self._hold_until = now + self._base_hold
+                return None
+            return self._probe(target, now)
         return None
+
+    def ceiling(self, now: float) -> float | None:
+        """What the line carried when it last congested, grown with time since."""
+        if self._ceiling is None:
+            return None
+        bps, at = self._ceiling
+        grown = bps * 2 ** ((now - at) / CEILING_DOUBLING)
+        if grown > 64 * bps:
+            self._ceiling = None
+            return None
+        return grown
+
+    def _lower_ceiling(self, now: float, total: float) -> None:
+        """Congestion measured the line: the estimate (REMB, or what got through), or,
+        with a queue and no estimate, what was being sent."""
+        measured = self.estimate
+        if measured is None:
+            if self.queue <= QUEUE_DELAY or total <= 0:
+                return
+            measured = total
+        current = self.ceiling(now)
+        if current is None or measured < current:
+            self._ceiling = (measured, now)
 
     def _judge(
         self,
@@ -299,10 +341,15 @@ class LayerController:
         if target == self.layer:
             return None
         going_up = target is not None and (self.layer is None or target < self.layer)
+        resuming = self.layer is None and target is not None
         self.layer = target
         if going_up:
             self._remb_at_switch = self.remb
             self._remb_caught_up = False
+            if resuming:
+                # the loss counted before video paused (the last of a full line's
+                # queue) says nothing of the line now: it paused video again at once
+                self._fresh_windows()
         else:
             self._remb_caught_up = True
             self._settle_until = now + SETTLE

@@ -161,6 +161,11 @@ class FastSender(ForwardTrack):
         self.frames_out += 1
         wiring.account(len(payloads), octets, timestamp)
 
+    def retransmittable(self, sequence: int) -> bool:
+        """Whether packet `sequence` is still in the retransmission history."""
+        entry = self._history[sequence % HISTORY]
+        return entry is not None and entry[0] == sequence
+
     async def _retransmit(self, sequence: int) -> None:
         """A NACKed packet, from history: wrapped in RTX when negotiated."""
         wiring = self._wiring

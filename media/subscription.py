@@ -34,6 +34,8 @@ class Subscription:
             self.track.bind(sender)
         adapter.on_keyframe_request(sender, self._on_keyframe_request)
         self.feedback = adapter.tap_rtcp(sender)
+        if isinstance(self.track, FastSender):
+            self.feedback.retransmittable = self.track.retransmittable
 
     def _on_keyframe_request(self) -> None:
         self.keyframe_requests += 1

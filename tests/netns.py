@@ -284,6 +284,14 @@ class Lines:
                 _run("ip", "netns", "add", namespace)
                 _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
                 _run("ip", "link", "set", ns_if, "netns", namespace)
+                # IPv4 only: an IPv6 link-local address that finishes its duplicate
+                # detection a second later is a network change to Chromium, which
+                # then fails a page's loads with ERR_NETWORK_CHANGED
+                # (written to /proc: sysctl may not be installed)
+                _run(
+                    "ip", "netns", "exec", namespace, "sh", "-c",
+                    "for k in all default; do echo 1 > /proc/sys/net/ipv6/conf/$k/disable_ipv6; done",
+                )  # fmt: skip
                 _run("ip", "addr", "add", f"{line.host_address}/24", "dev", host_if)
                 _run("ip", "link", "set", host_if, "up")
                 _run("ip", "-n", namespace, "addr", "add", f"{line.ns_address}/24", "dev", ns_if)

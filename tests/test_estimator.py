@@ -45,14 +45,15 @@ def test_after_a_failed_probe_the_hold_doubles() -> None:
     t = 0.0
     seq, lost = 1000, 0
     probes = []
-    remb = 600_000.0
     while t < 120:
         seq += 50
         up_here = c.layer == 0
         if up_here:
-            lost += 20  # the top layer does not fit this line: 40% loss
+            # the top layer does not fit this line: 20% loss (not heavy enough to
+            # measure the line, so no ceiling: the hold alone spaces the probes)
+            lost += 10
         c.report(t, seq, lost)
-        decision = c.update(t, remb=remb, sent_bps=1_500_000 if up_here else 450_000)
+        decision = c.update(t, remb=None, sent_bps=1_500_000 if up_here else 450_000)
         if decision is not None and decision.layer == 0:
             probes.append(t)
         t += 0.5
@@ -226,3 +227,55 @@ def test_no_probe_while_remb_says_the_line_is_full() -> None:
     c.report(21.0, 1900, 0)
     decision = c.update(21.0, remb=250_000, sent_bps=155_000)  # room now
     assert decision is not None and decision.layer == 1
+
+
+def test_a_line_the_top_layer_flooded_is_not_probed_above_what_got_through_for_a_while() -> None:
+    # A 300 kbit/s line: the top layer loses 80% of its packets. Down to 180p; the
+    # 360p layer (450 kbit/s + audio) is well above what got through, so no probe
+    # for tens of seconds, while the line plays 180p cleanly.
+    c = controller()
+    seq, lost, t = 1000, 0, 0.0
+    ups: list[float] = []
+    while t < 90:
+        seq += 50
+        if c.layer == 0:
+            lost += 40
+        elif c.layer == 1:
+            lost += 20
+        c.report(t, seq, lost)
+        sent = {0: 1_500_000, 1: 450_000, 2: 150_000}[c.layer or 2]
+        # REMB climbs to 1.5 times what arrives (aiortc's and Chromium's alike)
+        remb = 1.5 * min(sent, 300_000) + 10_000
+        decision = c.update(t, remb=remb, sent_bps=sent, shared=False)
+        if decision is not None and decision.layer is not None and decision.layer < 2:
+            ups.append(t)
+        t += 0.5
+    assert ups, "the ceiling is forgotten in the end"
+    # the ceiling had to grow from what got through (300k) to 450k: 60 s doubling
+    assert ups[0] > 30, f"probed 360p {ups[0]:.1f} s after the flood"
+
+
+def test_video_comes_back_to_the_lowest_layer_whatever_the_ceiling() -> None:
+    c = controller(initial=2)
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=150_000)
+    seq, lost = 1000, 0
+    t = 1.0
+    while c.layer is not None and t < 20:  # a 100 kbit/s line: heavy loss pauses video
+        seq += 20
+        lost += 10
+        c.report(t, seq, lost)
+        c.update(t, remb=None, sent_bps=150_000)
+        t += 0.5
+    assert c.layer is None
+    paused_at, back = t, None
+    while t < paused_at + 30:  # then the line is fine again
+        seq += 20
+        c.report(t, seq, lost)
+        decision = c.update(t, remb=None, sent_bps=0)
+        if decision is not None and decision.layer == 2:
+            back = t
+            break
+        t += 0.5
+    # no longer than the hold after congestion, although 180p is above the ceiling
+    assert back is not None and back - paused_at <= 10.5, back

@@ -119,7 +119,8 @@ async def test_a_fast_and_a_slow_lossy_classroom_each_get_the_layer_their_line_c
     assert len(late) >= 10 * (end - settled), f"{len(late)} frames in {end - settled:.0f} s"
     assert {(w, h) for _, t, w, h in late} <= {(320, 180), (640, 360)}
     frozen = poor.freeze_seconds(settled, end)
-    assert frozen < 0.05 * (end - settled), f"{frozen:.1f} s frozen: {poor.freezes(settled, end)}"
+    freezes = ", ".join(f"{t - t0:.1f}s+{d:.2f}" for t, d in poor.freezes(settled, end))
+    assert frozen < 0.05 * (end - settled), f"{frozen:.1f} s frozen: {freezes}; layers {layers}"
     expected, received = poor.audio_frames()
     assert received >= 0.94 * expected, f"slow line: {received}/{expected} audio frames"
     assert poor.data["tone_present"]
@@ -193,9 +194,10 @@ async def test_the_layer_follows_a_step_profile_and_audio_survives_the_narrowest
     frozen = result.freeze_seconds(mid + 2, narrow)
     assert frozen < 0.1 * (narrow - mid - 2), f"600 kbps: {result.freezes(mid + 2, narrow)}"
     # 150 kbps: audio only (the lowest layer and the voice do not fit), every
-    # voice frame but a few.
-    paused = sampler.time_on("step", {None}, narrow + 2, again)
-    assert paused >= 0.8 * (again - narrow - 2), f"150 kbps: paused {paused:.1f} s: {layers}"
+    # voice frame but a few. From 360p that can take two steps, each judged on
+    # receiver reports about a second apart, the second after a 2.5 s settle.
+    paused = sampler.time_on("step", {None}, narrow + 4, again)
+    assert paused >= 0.8 * (again - narrow - 4), f"150 kbps: paused {paused:.1f} s: {layers}"
     expected, received = result.audio_frames(narrow, again)
     assert received >= 0.95 * expected, f"150 kbps: {received}/{expected} audio frames"
     # 2.5 Mbps again: video comes back, and climbs.
