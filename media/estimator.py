@@ -217,9 +217,10 @@ class LayerController:
             if remb is not None and total > 0 and remb < PROBE_HEADROOM * total:
                 self._hold_until = now + self._base_hold
                 return None
-            if remb is not None and self._ceiling is not None and remb > self.ceiling(now):
-                self._ceiling = (remb, now)  # the line carries what it did, and more
             ceiling = self.ceiling(now)
+            if remb is not None and ceiling is not None and remb > ceiling:
+                self._ceiling = (remb, now)  # the line carries what it did, and more
+                ceiling = remb
             target = self.layer - 1
             if ceiling is not None and rates[target] + audio > ceiling:
                 self._hold_until = now + self._base_hold

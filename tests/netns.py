@@ -290,7 +290,8 @@ class Lines:
                 # (written to /proc: sysctl may not be installed)
                 _run(
                     "ip", "netns", "exec", namespace, "sh", "-c",
-                    "for k in all default; do echo 1 > /proc/sys/net/ipv6/conf/$k/disable_ipv6; done",
+                    "for k in all default; do"
+                    " echo 1 > /proc/sys/net/ipv6/conf/$k/disable_ipv6; done",
                 )  # fmt: skip
                 _run("ip", "addr", "add", f"{line.host_address}/24", "dev", host_if)
                 _run("ip", "link", "set", host_if, "up")
