@@ -335,7 +335,11 @@ async def test_the_page_modules_order_codecs_back_off_and_format_messages(
               const backoff = new protocol.Backoff(1000, 15000);
               const delays = Array.from({ length: 7 }, () => backoff.next());
               backoff.reset();
+              const steady = new protocol.Backoff(1000, 15000, 3);
+              const steadyDelays = Array.from({ length: 6 }, () => steady.next());
               return {
+                steadyDelays,
+                pageSteady: protocol.RECONNECT_STEADY,
                 h264First: h264[0],
                 vp8First: vp8[0],
                 sameCodecs: h264.length === codecs.length && vp8.length === codecs.length,
@@ -362,6 +366,10 @@ async def test_the_page_modules_order_codecs_back_off_and_format_messages(
     for delay, nominal in zip(delays, [1000, 2000, 4000, 8000, 15000, 15000, 15000], strict=True):
         assert 0.75 * nominal <= delay <= 1.25 * nominal
     assert 750 <= result["afterReset"] <= 1250
+    # the pages retry about every second for as long as the server keeps a seat
+    for delay, nominal in zip(result["steadyDelays"], [1000] * 3 + [1000, 2000, 4000], strict=True):
+        assert 0.75 * nominal <= delay <= 1.25 * nominal
+    assert result["pageSteady"] * 1.0 >= 40
     assert result["plain"] == "ws://school:8080/ws"
     assert result["tls"] == "wss://zd.example.cn/ws"
     assert result["retryAfterShutdown"] is True and result["retryAfterExpiry"] is False

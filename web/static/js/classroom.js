@@ -14,7 +14,7 @@ import { openDevices } from "./devices.js";
 import { errorText, t } from "./i18n.js";
 import { addLines, createPeerConnection, Negotiator, OFFER_ERRORS, watchConnection } from "./media.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
-import { Backoff, mayReconnect, Signalling, signallingUrl, STABLE_MS } from "./protocol.js";
+import { Backoff, mayReconnect, RECONNECT_STEADY, Signalling, signallingUrl, STABLE_MS } from "./protocol.js";
 import { LessonScreen } from "./screen.js";
 
 /** After this many failed attempts, suggest that a firewall may be in the way. */
@@ -98,7 +98,7 @@ let opened = null;
 let sendsDevices = false;
 /** What this classroom chose to receive at most (docs/protocol.md, `quality`). */
 let cap = readCap();
-const backoff = new Backoff();
+const backoff = new Backoff(1000, 15_000, RECONNECT_STEADY);
 /** @type {ReturnType<typeof setTimeout> | undefined} the next socket attempt */
 let socketTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */

@@ -216,21 +216,33 @@ export class Signalling {
   }
 }
 
-/** Delays between reconnection attempts: 1, 2, 4, 8, then 15 s, each ±25 %. */
+/** Reconnection attempts about a second apart, before the delay grows (a minute:
+ * the server keeps a seat that long). */
+export const RECONNECT_STEADY = 45;
+
+/**
+ * Delays between reconnection attempts: about 1 s for the first `steady` attempts
+ * (a school line that drops for a few seconds is back in the lesson within a
+ * second of returning, instead of waiting out a delay that grew while it was
+ * down), then 2, 4, 8, then 15 s; each ±25 %.
+ */
 export class Backoff {
   /**
    * @param {number} [firstMs]
    * @param {number} [maxMs]
+   * @param {number} [steady] attempts made at `firstMs` before the delay grows
    */
-  constructor(firstMs = 1000, maxMs = 15_000) {
+  constructor(firstMs = 1000, maxMs = 15_000, steady = 0) {
     this.firstMs = firstMs;
     this.maxMs = maxMs;
+    this.steady = steady;
     this.attempt = 0;
   }
 
   /** @returns {number} milliseconds to wait before the next attempt */
   next() {
-    const delay = Math.min(this.maxMs, this.firstMs * 2 ** this.attempt);
+    const growth = Math.max(0, this.attempt - this.steady);
+    const delay = Math.min(this.maxMs, this.firstMs * 2 ** growth);
     this.attempt += 1;
     return delay * (0.75 + Math.random() * 0.5);
   }

@@ -19,7 +19,7 @@ import {
   watchConnection,
 } from "./media.js";
 import { byId, pageConfig, StatusLine } from "./page.js";
-import { Backoff, mayReconnect, Signalling, signallingUrl, STABLE_MS } from "./protocol.js";
+import { Backoff, mayReconnect, RECONNECT_STEADY, Signalling, signallingUrl, STABLE_MS } from "./protocol.js";
 import { Roster } from "./roster.js";
 
 /** Grid tiles the teacher receives: enough for a lesson of one teacher and six
@@ -69,7 +69,7 @@ let wantLive = false;
 /** The lesson was live when this connection replaced the last one (sharing). */
 let switching = false;
 let reconnecting = false;
-const backoff = new Backoff();
+const backoff = new Backoff(1000, 15_000, RECONNECT_STEADY);
 /** @type {ReturnType<typeof setTimeout> | undefined} the next socket attempt */
 let socketTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} the next offer on this socket */
