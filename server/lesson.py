@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 SPEAKING_DBFS = -40.0
+SPEAKER_HANG = 1.5  # seconds a speaker stays shown after going quiet (no flicker between words)
 MEDIA_SILENCE = 6.0  # seconds without RTCP or RTP before a media connection is given up
 STATS_EVERY = 2  # ticks
 
@@ -42,6 +43,7 @@ class Lesson:
         self.floor = Floor()
         self.chat = Chat(self._recordings_dir / lesson_id)
         self.speaking: str | None = None
+        self._speaker_heard_at = 0.0
         self._state_pending = False
         self._ticker: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Lesson], None]] = []
@@ -439,6 +441,14 @@ class Lesson:
                 candidates[seat] = level
         loud = {k: v for k, v in candidates.items() if v > SPEAKING_DBFS}
         speaker = max(loud, key=lambda k: loud[k]) if loud else None
+        now = time.monotonic()
+        if speaker is not None:
+            self._speaker_heard_at = now
+        elif (
+            self.speaking in candidates  # still heard (not gone, not muted)
+            and now - self._speaker_heard_at < SPEAKER_HANG
+        ):
+            speaker = self.speaking  # a pause between words
         if speaker != self.speaking:
             self.speaking = speaker
             self.changed()
