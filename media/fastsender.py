@@ -83,7 +83,7 @@ class FastSender(ForwardTrack):
         # Video that came before the sender started (DTLS takes a moment): the first
         # keyframe a new subscriber asked for and what followed it. Dropping it made
         # the request at start wait out the keyframe throttle, a second more.
-        self._early: list[tuple[av.Packet, bool]] = []
+        self._early: list[tuple[av.Packet, bool, int | None]] = []
         self.packets_sent = 0
         self.retransmitted = 0
 
@@ -95,14 +95,14 @@ class FastSender(ForwardTrack):
             self._wiring.take_over(self._retransmit)
             early, self._early = self._early, []
             self.waiting_for_keyframe = self.kind == "video"
-            for packet, keyframe in early:
-                self.put(packet, keyframe)
+            for packet, keyframe, pts in early:
+                self.put(packet, keyframe, pts)
             if self.waiting_for_keyframe and self._on_keyframe_needed is not None:
                 self._on_keyframe_needed()
 
         adapter.on_sender_start(sender, started)
 
-    def put(self, packet: av.Packet, keyframe: bool) -> None:
+    def put(self, packet: av.Packet, keyframe: bool, pts: int | None = None) -> None:
         if self.readyState != "live":
             return
         if self.waiting_for_keyframe:
@@ -114,7 +114,7 @@ class FastSender(ForwardTrack):
             if keyframe:
                 self._early = []
             if len(self._early) < EARLY_FRAMES:
-                self._early.append((packet, keyframe))
+                self._early.append((packet, keyframe, pts))
                 self.waiting_for_keyframe = False
                 return
             self._early = []
@@ -126,7 +126,9 @@ class FastSender(ForwardTrack):
         self.waiting_for_keyframe = False
         self.frames_in += 1
         payloads = self._packetizer.payloads(self.codec, packet)
-        timestamp = (self._origin + (packet.pts or 0)) & 0xFFFFFFFF
+        if pts is None:
+            pts = packet.pts or 0
+        timestamp = (self._origin + pts) & 0xFFFFFFFF
         header = bytearray(wiring.header)
         at = wiring.abs_send_time_at
         if at is not None:

@@ -147,13 +147,10 @@ class LayerSelector:
         last = self._last_pts
         if last is not None and pts <= last:
             pts = last + max(1, self._tick // 3)
-        if pts != packet.pts:
-            restamped = av.Packet(bytes(packet))
-            restamped.pts = restamped.dts = pts
-            restamped.time_base = packet.time_base
-            packet = restamped
         self._last_pts = pts
-        self.track.put(packet, keyframe)
+        # the pts goes alongside, not in a copy: the fast path then packetizes the
+        # frame once for all its subscribers, whatever their timelines
+        self.track.put(packet, keyframe, pts)
 
     def _leave(self, index: int | None) -> None:
         if index is not None and index < len(self.layers):

@@ -38,9 +38,16 @@ class ForwardTrack(MediaStreamTrack):
         self.frames_dropped = 0
         self.overflows = 0
 
-    def put(self, packet: av.Packet, keyframe: bool) -> None:
+    def put(self, packet: av.Packet, keyframe: bool, pts: int | None = None) -> None:
+        """Queue `packet` for the sender; `pts`, when given, is this subscriber's
+        timestamp for it (its timeline after a layer switch)."""
         if self.readyState != "live":
             return
+        if pts is not None and pts != packet.pts:
+            restamped = av.Packet(bytes(packet))
+            restamped.pts = restamped.dts = pts
+            restamped.time_base = packet.time_base
+            packet = restamped
         if self.waiting_for_keyframe:
             if not keyframe:
                 self.frames_dropped += 1
