@@ -120,6 +120,9 @@ class RtpTap:
     def __init__(self, receiver: RTCRtpReceiver, sink: Callable[[RtpPacket], None] | None) -> None:
         self.media_ssrc: int | None = None
         self.packets = 0
+        # When each recent frame's first packet arrived (perf_counter), by RTP
+        # timestamp: the start of the server's added latency (media/delay.py).
+        self.arrivals: dict[int, float] = {}
         self._receiver = receiver
         self._sink = sink
         self._media_pts: set[int] = set()
@@ -132,6 +135,11 @@ class RtpTap:
             if packet.payload_type in self._media_pts:
                 self.media_ssrc = packet.ssrc
                 self.packets += 1
+                arrivals = self.arrivals
+                if packet.timestamp not in arrivals:
+                    if len(arrivals) >= 64:  # frames that never completed
+                        arrivals.clear()
+                    arrivals[packet.timestamp] = time.perf_counter()
                 if self._sink is not None and packet.payload:
                     try:
                         self._sink(packet)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 import av
 
 from media.bitstream import VP8, is_keyframe, vp8_size
+from media.delay import FORWARD_DELAY
 from media.keyframe import KeyframeRequester
 from media.rate import RateMeter
 from media.timeline import Timeline
@@ -96,14 +97,17 @@ class Source:
         self._upstream = None
         self._gop = []
 
-    def push(self, data: bytes, timestamp: int) -> None:
-        """One encoded frame from the publisher, with its RTP-clock timestamp."""
+    def push(self, data: bytes, timestamp: int, arrived: float | None = None) -> None:
+        """One encoded frame from the publisher, with its RTP-clock timestamp and
+        when its first packet arrived (`time.perf_counter()`), if known."""
         keyframe = self.kind != "video" or is_keyframe(self.codec, data)
         packet = av.Packet(data)
         packet.pts = self._timeline.map(timestamp)
         packet.dts = packet.pts
         packet.time_base = self.time_base
         self.push_packet(packet, keyframe)
+        if arrived is not None and self._sinks:
+            FORWARD_DELAY.record(time.perf_counter() - arrived)
 
     def push_packet(self, packet: av.Packet, keyframe: bool) -> None:
         """One encoded frame whose pts is already on the lesson's timeline (event loop)."""

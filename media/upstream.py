@@ -25,7 +25,7 @@ class Upstream:
         self.source = source
         self.pli_sent = 0
         if source.kind == "video":
-            adapter.tap_frames(receiver, source.push)
+            adapter.tap_frames(receiver, self._on_frame)
             self._rtp = adapter.RtpTap(receiver, None)
         else:
             adapter.tap_frames(receiver, None)
@@ -37,7 +37,11 @@ class Upstream:
         if level is not None:
             source = self.source
             source.audio_level = 0.8 * source.audio_level + 0.2 * -level[1]
-        self.source.push(packet.payload, packet.timestamp)
+        arrived = self._rtp.arrivals.pop(packet.timestamp, None)
+        self.source.push(packet.payload, packet.timestamp, arrived)
+
+    def _on_frame(self, data: bytes, timestamp: int) -> None:
+        self.source.push(data, timestamp, self._rtp.arrivals.pop(timestamp, None))
 
     @property
     def packets(self) -> int:

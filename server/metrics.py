@@ -10,12 +10,19 @@ from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from media.delay import FORWARD_DELAY, LOOP_LAG, DelayHistogram
 from server.keys import LESSONS
 from server.lesson import Lesson
 from server.lessons import Lessons
+from server.looplag import loop_lag_ctx
 from server.tokens import ROLES
 
 
@@ -59,6 +66,15 @@ class LessonCollector(Collector):
         requests.add_metric(["to_publishers"], sent)
         yield requests
         yield from self._queues(lessons)
+        yield _histogram(
+            "zhuandi_forward_delay_seconds",
+            "From a publisher's packet reaching the server to its frame's last packet sent "
+            "to the last subscriber (fast path; with aiortc's sender, to its queue)",
+            FORWARD_DELAY,
+        )
+        yield _histogram(
+            "zhuandi_loop_lag_seconds", "How late the event loop runs a 50 ms timer", LOOP_LAG
+        )
 
     def _queues(self, lessons: list[Lesson]) -> Iterator[Metric]:
         """Every queue is bounded; a total that keeps growing still means a leak
@@ -94,6 +110,14 @@ class LessonCollector(Collector):
         )
 
 
+def _histogram(name: str, documentation: str, histogram: DelayHistogram) -> Metric:
+    buckets = [
+        ("+Inf" if bound == float("inf") else repr(bound), count)
+        for bound, count in histogram.cumulative()
+    ]
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=histogram.total)
+
+
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
@@ -101,6 +125,7 @@ def setup_metrics(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(LessonCollector(app[LESSONS]))
     app[METRICS_REGISTRY] = registry
+    app.cleanup_ctx.append(loop_lag_ctx)
     app.router.add_get("/metrics", metrics_handler)
 
 

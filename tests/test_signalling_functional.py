@@ -230,6 +230,19 @@ async def test_health_and_metrics_report_the_lesson(server: RunningServer) -> No
     assert values["zhuandi_forwarded_packets_total"] > 30
     assert values["zhuandi_forwarded_bytes_total"] > 10000
     assert values['zhuandi_keyframe_requests_total{direction="to_publishers"}'] >= 1
+    # the forwarding delay of every frame that reached a subscriber (video and
+    # audio), and the loop's lag, as histograms whose buckets add up
+    for name, at_least in (("zhuandi_forward_delay_seconds", 30), ("zhuandi_loop_lag_seconds", 1)):
+        count = values[f"{name}_count"]
+        assert count >= at_least, (name, count)
+        assert values[f'{name}_bucket{{le="+Inf"}}'] == count
+        buckets = sorted(
+            (float(key.split('le="')[1].rstrip('"}')), value)
+            for key, value in values.items()
+            if key.startswith(f"{name}_bucket")
+        )
+        assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+        assert 0 < values[f"{name}_sum"] / count < 1.0
 
 
 async def test_a_flood_of_messages_is_rate_limited_then_cut_off(server: RunningServer) -> None:
