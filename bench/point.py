@@ -13,6 +13,7 @@ import aiohttp
 
 from bench.children import Child, ChildError, stop_all
 from bench.procstat import cpu_seconds, load_average, machine_times, process_tree, rss_bytes
+from media.delay import quantile
 from server.tokens import Tokens
 
 LESSON = "bench"
@@ -53,6 +54,8 @@ class Sample:
     machine_busy: float
     forwarded: float
     receivers: dict[str, int]
+    # cumulative histogram buckets from /metrics: name -> [(upper bound, count)]
+    histograms: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,6 +85,12 @@ class Row:
     load_before: float
     fell_behind: bool
     layers: dict[str, int] | None = None
+    # the server's own histograms over the window (our server only)
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    latency_ms_p99: float | None = None
+    loop_lag_ms_p99: float | None = None
+    loop_lag_ms_max_bucket: float | None = None
     attempts: int = 1
     notes: list[str] = field(default_factory=list)
 
@@ -138,13 +147,41 @@ async def wait_until(check: Any, what: str, server: Child, timeout: float) -> No
         await asyncio.sleep(0.2)
 
 
-async def forwarded_packets(session: aiohttp.ClientSession, url: str) -> float:
+HISTOGRAMS = ("zhuandi_forward_delay_seconds", "zhuandi_loop_lag_seconds")
+
+
+async def server_metrics(
+    session: aiohttp.ClientSession, url: str
+) -> tuple[float, dict[str, list[tuple[float, float]]]]:
+    """Packets forwarded so far, and the delay histograms (cumulative buckets)."""
     async with session.get(f"{url}/metrics") as response:
         text = await response.text()
+    forwarded: float | None = None
+    histograms: dict[str, list[tuple[float, float]]] = {}
     for line in text.splitlines():
         if line.startswith("zhuandi_forwarded_packets_total "):
-            return float(line.split()[1])
-    raise ChildError("no zhuandi_forwarded_packets_total in /metrics")
+            forwarded = float(line.split()[1])
+        for name in HISTOGRAMS:
+            if line.startswith(f'{name}_bucket{{le="'):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                histograms.setdefault(name, []).append((float(bound), float(line.split()[-1])))
+    if forwarded is None:
+        raise ChildError("no zhuandi_forwarded_packets_total in /metrics")
+    return forwarded, {name: sorted(buckets) for name, buckets in histograms.items()}
+
+
+def _window(
+    a: list[tuple[float, float]] | None, b: list[tuple[float, float]] | None
+) -> list[tuple[float, float]]:
+    """A histogram's buckets over the window between two samples."""
+    if not b:
+        return []
+    before = dict(a or [])
+    return [(bound, count - before.get(bound, 0.0)) for bound, count in b]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
 
 
 def _add(totals: dict[str, int], more: dict[str, Any]) -> None:
@@ -171,6 +208,7 @@ async def _sample(
 ) -> Sample:
     replies = await asyncio.gather(*(c.ask("stats") for c in clients))
     server_pids = process_tree(server.pid)
+    forwarded, histograms = await server_metrics(session, url)
     receivers: dict[str, int] = {}
     for reply in replies:
         if "receivers" in reply:
@@ -183,8 +221,9 @@ async def _sample(
         client_cpu=sum(cpu_seconds(c.pid) for c in clients),
         bench_cpu=times.user + times.system,
         machine_busy=machine_times().busy,
-        forwarded=await forwarded_packets(session, url),
+        forwarded=forwarded,
         receivers=receivers,
+        histograms=histograms,
     )
 
 
@@ -211,6 +250,14 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
     if rb.get("connected", 0) < n:
         notes.append(f"only {rb.get('connected', 0)} of {n} receivers connected")
     fell_behind = bool(notes)
+    delay = _window(
+        a.histograms.get("zhuandi_forward_delay_seconds"),
+        b.histograms.get("zhuandi_forward_delay_seconds"),
+    )
+    lag = _window(
+        a.histograms.get("zhuandi_loop_lag_seconds"), b.histograms.get("zhuandi_loop_lag_seconds")
+    )
+    lag_worst = max((bound for bound, count in _increments(lag) if count > 0), default=None)
     others = max(machine - server - clients - bench, 0.0)
     if others > OTHERS_NOTED:
         notes.append(f"busy machine: other processes used {others:.2f} cores")
@@ -237,8 +284,22 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
         other_cpu_cores=others,
         load_before=load,
         fell_behind=fell_behind,
+        latency_ms_p50=_ms(quantile(delay, 0.50)),
+        latency_ms_p95=_ms(quantile(delay, 0.95)),
+        latency_ms_p99=_ms(quantile(delay, 0.99)),
+        loop_lag_ms_p99=_ms(quantile(lag, 0.99)),
+        loop_lag_ms_max_bucket=_ms(lag_worst),
         notes=notes,
     )
+
+
+def _increments(cumulative: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(upper bound, observations in that bucket alone)."""
+    result, previous = [], 0.0
+    for bound, count in cumulative:
+        result.append((bound, count - previous))
+        previous = count
+    return result
 
 
 async def measure(mode: str, n: int, settings: PointSettings) -> Row:

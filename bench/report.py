@@ -117,6 +117,14 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
             f"{r.other_cpu_cores * 100:>7.0f}%  {'; '.join(r.notes)}"
         )
     for r in rows:
+        if r.latency_ms_p50 is not None:
+            lines.append(
+                f"latency {r.mode} N={r.n}: in->out p50 {_fmt(r.latency_ms_p50, '.2f')} "
+                f"p95 {_fmt(r.latency_ms_p95, '.2f')} p99 {_fmt(r.latency_ms_p99, '.2f')} ms; "
+                f"loop lag p99 {_fmt(r.loop_lag_ms_p99, '.2f')} ms "
+                f"(worst bucket {_fmt(r.loop_lag_ms_max_bucket, '.1f')} ms)"
+            )
+    for r in rows:
         if r.decode_receivers:
             lines.append(
                 f"decoded {r.mode} N={r.n}: {r.decoded_fps:.1f} numbered frames/s per decoding "
