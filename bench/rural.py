@@ -51,6 +51,7 @@ from bench.capacity import (
 )
 from bench.procstat import load_average
 from bench.rateplot import plot
+from media import adapter
 from server.lesson import Lesson
 from server.peer import Peer
 from tests.browser import open_page, wait_for_state
@@ -115,11 +116,25 @@ class RtpBytes:
             entry[1] += len(data)
             await original(transport, data)
 
+        # the fast path (media/fastsender.py) sends without _send_rtp: count what it
+        # protects (each packet it sends, retransmissions too, is protected once)
+        original_protect = adapter.SenderWiring.protect
+
+        def protect(wiring: adapter.SenderWiring, data: bytes) -> bytes | None:
+            protected = original_protect(wiring, data)
+            if protected is not None:
+                entry = counts.setdefault(wiring.dtls, [0, 0])
+                entry[0] += 1
+                entry[1] += len(protected)
+            return protected
+
         RTCDtlsTransport._send_rtp = send_rtp  # type: ignore[method-assign, assignment]
+        adapter.SenderWiring.protect = protect  # type: ignore[method-assign, assignment]
         try:
             yield
         finally:
             RTCDtlsTransport._send_rtp = original  # type: ignore[method-assign]
+            adapter.SenderWiring.protect = original_protect  # type: ignore[method-assign]
 
     def line_bytes(self, peer: Peer | None) -> int:
         """Bytes put on the wire for `peer` so far, with per-packet overheads."""
