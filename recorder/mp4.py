@@ -23,6 +23,7 @@ from recorder.encoding import (
 )
 from recorder.reader import ReadStats, SegmentInfo, TimedVideo, read_timeline
 from recorder.soundtrack import Soundtrack
+from recorder.stagemix import StageFile, StageMix
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Mp4Result:
     damaged: int
     silence_added: float  # seconds of silence put into holes of the audio
     joins: list[float]
+    stage_seconds: float = 0.0  # seconds of on-stage classrooms' audio mixed in
 
 
 def write_mp4(
@@ -44,11 +46,14 @@ def write_mp4(
     threads: int,
     expected_seconds: float,
     on_progress: Callable[[float], None],
+    stage: list[StageFile] | None = None,
 ) -> Mp4Result:
-    """Encode the archive's `segments` into `target`; `rung` None for audio only."""
+    """Encode the archive's `segments` into `target`; `rung` None for audio only;
+    the `stage` files' audio mixed into the soundtrack."""
     partial = target.with_name(f".{target.name}.partial")
     stats = ReadStats()
-    soundtrack = Soundtrack()
+    mix = StageMix(stage, stats.joins) if stage else None
+    soundtrack = Soundtrack(overlay=mix)
     grid = KeyframeGrid()
     frames = 0
     last_pts = -1
@@ -99,4 +104,5 @@ def write_mp4(
         damaged=stats.damaged,
         silence_added=soundtrack.silence_added / 48000,
         joins=stats.joins,
+        stage_seconds=mix.mixed_samples / 48000 if mix is not None else 0.0,
     )

@@ -26,6 +26,7 @@ from typing import Any
 
 import av
 
+from recorder import stagemix
 from recorder.archive import MANIFEST, Archive
 from recorder.compose import fit_size
 from recorder.encoding import AAC_CODECS, VideoRung
@@ -53,13 +54,18 @@ class NothingRecordedError(Exception):
 
 def archive_digest(archive_dir: Path) -> str:
     """What the outputs were made from: the segment list, with each file's size
-    (a segment left by a crash may still grow if the lesson goes on)."""
+    (a segment left by a crash may still grow if the lesson goes on), and the stage
+    audio files."""
     archive = Archive(archive_dir, archive_dir.name)
     items = []
     for segment in archive.manifest.segments:
         path = archive_dir / segment.file
         size = path.stat().st_size if path.exists() else -1
         items.append([segment.file, round(segment.started, 3), size])
+    for segment in archive.manifest.stage:  # (absent from the digests of lessons without)
+        path = archive_dir / segment.file
+        size = path.stat().st_size if path.exists() else -1
+        items.append(["stage", segment.file, round(segment.started, 3), size])
     text = json.dumps([VERSION, archive.manifest.lesson, items])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -145,6 +151,9 @@ class RenditionJob:
             status.facts = previous.facts
         progress = Progress(self.output_dir, status, {name: w for name, w, _ in stages})
         context = _Context(status.lesson, segments, rungs, expected, status.facts)
+        context.stage = stagemix.plan(
+            self.archive_dir, archive.manifest.segments, archive.manifest.stage, segments
+        )
         try:
             for name, _, run in stages:
                 if name in status.done and self._output_exists(name):
@@ -186,6 +195,7 @@ class RenditionJob:
             threads=self.threads,
             expected_seconds=context.expected,
             on_progress=on_progress,
+            stage=context.stage,
         )
         return asdict(result)
 
@@ -249,6 +259,7 @@ class RenditionJob:
             "audio_codecs": AAC_CODECS,
             "joins": mp4_facts.get("joins", []),
             "damaged_packets": mp4_facts.get("damaged", 0),
+            "stage_seconds": round(mp4_facts.get("stage_seconds", 0.0), 3),
             "created": time.time(),
         }
         write_json_atomic(self.output_dir / RESULT, result)
@@ -301,6 +312,7 @@ class _Context:
         self.rungs = rungs
         self.expected = expected
         self.facts = facts
+        self.stage: list[stagemix.StageFile] = []
 
 
 _Stage = Callable[[_Context, Callable[[float], None]], Any]

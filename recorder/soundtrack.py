@@ -8,7 +8,7 @@ and the frames come out in the size the AAC encoder takes.
 """
 
 import fractions
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import av
 import numpy as np
@@ -20,8 +20,15 @@ TOLERANCE = RATE // 100  # 10 ms of drift is left alone rather than patched
 
 
 class Soundtrack:
-    def __init__(self, frame_size: int = AAC_FRAME) -> None:
+    def __init__(
+        self,
+        frame_size: int = AAC_FRAME,
+        overlay: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """`overlay(first sample, data)` may add to each frame before it goes out
+        (the stage audio: recorder/stagemix.py)."""
         self.frame_size = frame_size
+        self._overlay = overlay
         self.samples = 0  # samples accepted so far, silence included
         self.emitted = 0
         self.silence_added = 0
@@ -77,6 +84,8 @@ class Soundtrack:
         self._pending_samples = rest.shape[1]
 
     def _frame(self, data: np.ndarray) -> av.AudioFrame:
+        if self._overlay is not None:
+            data = self._overlay(self.emitted, data)
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(data), format="fltp", layout="stereo"
         )

@@ -26,6 +26,7 @@ class Part:
     width: int = 640
     height: int = 360
     audio: bool = True
+    tone: float = 440.0
 
 
 class FakeClock:
@@ -74,7 +75,7 @@ def write_part(archive: Archive, part: Part, clock: FakeClock, reason: str) -> N
     start = clock.now
     samples = 0
     audio_index = 0
-    tone = 440.0
+    tone = part.tone
     for index in range(frames):
         t = index / FPS
         # audio due up to this video frame's time
@@ -112,3 +113,30 @@ def make_archive(
         clock.now += gap
     archive.finish()
     return directory
+
+
+def write_stage(
+    archive: Archive, seat: str, seconds: float, tone: float, after: float, clock: FakeClock
+) -> None:
+    """A classroom on stage for `seconds`, speaking a `tone`, from `after` seconds into
+    the archive's last segment (its file's start as the manifest keeps it)."""
+    segment = archive.new_stage_file(seat)
+    writer = PacketWriter(
+        archive.directory / segment.file, video=None, audio=True, clock=clock, sync_interval=1e9
+    )
+    opus = _opus_encoder()
+    start = clock.now
+    for index in range(round(seconds * 50)):
+        clock.now = start + index * 0.02
+        n = np.arange(AUDIO_FRAME) + index * AUDIO_FRAME
+        wave = (np.sin(2 * np.pi * tone * n / AUDIO_RATE) * 0.3 * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = index * AUDIO_FRAME
+        for packet in opus.encode(frame):
+            writer.write_audio(bytes(packet), index * AUDIO_FRAME)
+    clock.now = start + seconds
+    writer.close()
+    assert writer.error is None
+    segment.started = archive.manifest.segments[-1].started + after
+    archive.end_segment(segment, None)

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
+from recorder.archive import Archive
 from recorder.renditions import archive_digest, outputs_current, read_result
-from tests.archives import Part, make_archive
+from tests.archives import FakeClock, Part, make_archive, write_part, write_stage
 from tests.media_probe import decode_all, ffprobe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,3 +246,72 @@ def wait_for(
             raise AssertionError(f"the job ended first: {job.stderr.read() if job.stderr else ''}")
         time.sleep(0.02)
     raise AssertionError(f"status never matched: {status(output)}")
+
+
+def tone_levels(paths: list[Path], tone: float, window: float = 0.25) -> list[tuple[float, float]]:
+    """(window start, amplitude of `tone`) through the files' audio, one after another."""
+    chunks = []
+    for path in paths:
+        with av.open(os.fspath(path)) as container:
+            chunks += [
+                frame.to_ndarray().reshape(len(frame.layout.channels), -1)[0]
+                for frame in container.decode(audio=0)
+            ]
+    samples = np.concatenate(chunks)
+    size = round(48000 * window)
+    levels = []
+    for start in range(0, len(samples) - size, size):
+        spectrum = np.abs(np.fft.rfft(samples[start : start + size])) * 2 / size
+        levels.append((start / 48000, float(spectrum[round(tone * window)])))
+    return levels
+
+
+@pytest.mark.timeout(180)
+def test_a_classroom_on_stage_is_heard_in_the_library_copy_when_it_spoke(
+    tmp_path: Path,
+) -> None:
+    # The teacher (440 Hz) for 6 s; a classroom on stage (1000 Hz) from 2.5 s to 4.5 s.
+    archive = Archive(tmp_path / "stage", "stage")
+    clock = FakeClock()
+    write_part(archive, Part(6.0, 1, 640, 360), clock, "start")
+    clock.now -= 3.5
+    write_stage(archive, "二号教室", 2.0, 1000.0, after=2.5, clock=clock)
+    archive.finish()
+    output = tmp_path / "library"
+    job = run_job(archive.directory, output)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err
+    result = read_result(output)
+    assert result is not None and result["stage_seconds"] >= 1.9, result
+
+    # in the MP4, and in the audio-only rung that a slow line replays
+    for paths in ([output / "lesson.mp4"], sorted((output / "hls" / "audio").glob("*.ts"))):
+        classroom = tone_levels(paths, 1000.0)
+        teacher = tone_levels(paths, 440.0)
+        heard = [t for t, level in classroom if level > 0.05]
+        assert heard, (paths[0], classroom)
+        assert 2.0 <= heard[0] <= 2.75 and 4.0 <= heard[-1] <= 4.75, (paths[0], heard)
+        assert all(level < 0.01 for t, level in classroom if t < 2.0 or t > 5.0), classroom
+        # the teacher goes on under it
+        assert all(level > 0.05 for t, level in teacher if 0.5 < t < 5.5), teacher
+
+
+@pytest.mark.timeout(180)
+def test_stage_audio_after_a_reconnect_is_placed_after_the_join(tmp_path: Path) -> None:
+    # 4 s, a 2 s gap (the teacher reconnected), 3 s; on stage 1 s into the second
+    # part: in the output, 4 s + 1 s (the gap is not in the output).
+    archive = Archive(tmp_path / "stage", "stage")
+    clock = FakeClock()
+    write_part(archive, Part(4.0, 1, 640, 360), clock, "start")
+    clock.now += 2.0
+    write_part(archive, Part(3.0, 5000, 640, 360), clock, "reconnect")
+    archive.manifest.segments[-1].started = archive.manifest.segments[0].started + 6.0
+    clock.now -= 2.0
+    write_stage(archive, "一号教室", 1.5, 1000.0, after=1.0, clock=clock)
+    archive.finish()
+    output = tmp_path / "library"
+    job = run_job(archive.directory, output)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err
+    heard = [t for t, level in tone_levels([output / "lesson.mp4"], 1000.0) if level > 0.05]
+    assert heard and 4.75 <= heard[0] <= 5.25 and 6.0 <= heard[-1] <= 6.75, heard
