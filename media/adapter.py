@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import CODECS, is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -353,6 +353,15 @@ class SenderWiring:
         result: bytes = session.protect(data)
         return result
 
+    def protector(self) -> Callable[[bytes], bytes] | None:
+        """The SRTP session's protect function, or None while the connection is not
+        up: looked up once per frame, then called for each of its packets."""
+        session = self.dtls._tx_srtp
+        if session is None or self.dtls.state != "connected":
+            return None
+        protect: Callable[[bytes], bytes] = session.protect
+        return protect
+
     def sendto(self) -> Callable[[bytes], None] | None:
         """A function that puts a protected packet on the wire, without a coroutine:
         straight to the UDP socket of the nominated ICE pair (a relayed pair goes
@@ -383,12 +392,13 @@ class SenderWiring:
         REMB, PLI) but its retransmissions come from `retransmit(seq)`."""
         self.sender._retransmit = retransmit  # type: ignore[method-assign,assignment]
 
-    def account(self, packets: int, octets: int, rtp_timestamp: int) -> None:
-        """Keep aiortc's sender reports true: what was sent, and when."""
+    def account(self, packets: int, octets: int, rtp_timestamp: int, ntp: int) -> None:
+        """Keep aiortc's sender reports true: what was sent, and when (`ntp`, the
+        NTP-format time the frame went out)."""
         sender = self.sender
         sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
-        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
 
 

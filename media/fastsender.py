@@ -40,12 +40,16 @@ class Packetizer:
         self._packet: av.Packet | None = None
         self._payloads: list[bytes] = []
         self.made = 0
+        # When the frame went out (NTP format): read once per frame, not once per
+        # subscriber (it is the abs-send-time of every copy, and their SR time)
+        self.ntp = 0
 
     def payloads(self, codec: str, packet: av.Packet) -> list[bytes]:
         if packet is self._packet:
             return self._payloads
         payloads = adapter.packetize(codec, bytes(packet))
         self._packet, self._payloads = packet, payloads
+        self.ntp = clock.current_ntp_time()
         self.made += 1
         return payloads
 
@@ -123,17 +127,23 @@ class FastSender(ForwardTrack):
             self.frames_dropped += 1
             self.waiting_for_keyframe = self.kind == "video"
             return
+        protect = wiring.protector()
+        if protect is None:
+            self.frames_dropped += 1
+            self.waiting_for_keyframe = self.kind == "video"
+            return
         self.waiting_for_keyframe = False
         self.frames_in += 1
-        payloads = self._packetizer.payloads(self.codec, packet)
+        packetizer = self._packetizer
+        payloads = packetizer.payloads(self.codec, packet)
+        ntp = packetizer.ntp
         if pts is None:
             pts = packet.pts or 0
         timestamp = (self._origin + pts) & 0xFFFFFFFF
         header = bytearray(wiring.header)
         at = wiring.abs_send_time_at
         if at is not None:
-            send_time = (clock.current_ntp_time() >> 14) & 0xFFFFFF
-            header[at : at + 3] = send_time.to_bytes(3, "big")
+            header[at : at + 3] = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         payload_type = wiring.payload_type
         last = len(payloads) - 1
         picture_id = b""
@@ -150,18 +160,14 @@ class FastSender(ForwardTrack):
                 data = bytes(header) + payload[:2] + picture_id + payload[4:]
             else:
                 data = bytes(header) + payload
-            protected = wiring.protect(data)
-            if protected is None:
-                self.waiting_for_keyframe = self.kind == "video"
-                return
-            sendto(protected)
+            sendto(protect(data))
             history[sequence % HISTORY] = (sequence, data)
             sequence = (sequence + 1) & 0xFFFF
             octets += len(payload)
         self._sequence = sequence
         self.packets_sent += len(payloads)
         self.frames_out += 1
-        wiring.account(len(payloads), octets, timestamp)
+        wiring.account(len(payloads), octets, timestamp, ntp)
 
     def retransmittable(self, sequence: int) -> bool:
         """Whether packet `sequence` is still in the retransmission history."""
