@@ -138,6 +138,8 @@ class Teacher(LessonPeer):
     ) -> None:
         super().__init__(base_url, token)
         self.video = NumberedVideoTrack(width, height, first=first)
+        # courseware is a track of its own (aiortc: one sender per track), numbered apart
+        self.courseware = NumberedVideoTrack(width, height, first=first + 500_000)
         self.audio = ToneAudioTrack(tone)
 
     async def publish(self) -> None:
@@ -253,6 +255,8 @@ class LayoutPeer(LessonPeer):
         self.pc = create_peer_connection()
         self.layout = layout
         self.video = NumberedVideoTrack(width, height, first=first)
+        # courseware is a track of its own (aiortc: one sender per track), numbered apart
+        self.courseware = NumberedVideoTrack(width, height, first=first + 500_000)
         self.audio = ToneAudioTrack(tone)
         self.numbers: dict[str, list[int]] = {}
         self.sizes: dict[str, set[tuple[int, int]]] = {}
@@ -267,7 +271,13 @@ class LayoutPeer(LessonPeer):
                 "audio" if name in ("microphone",) or name.endswith(("-audio", "-mix")) else "video"
             )
             if direction == "send":
-                track: MediaStreamTrack = self.audio if kind == "audio" else self.video
+                track: MediaStreamTrack = (
+                    self.audio
+                    if kind == "audio"
+                    else self.courseware
+                    if name == "courseware"
+                    else self.video
+                )
                 self.pc.addTransceiver(track, direction="sendonly")
             else:
                 self.pc.addTransceiver(kind, direction="recvonly")
