@@ -327,11 +327,7 @@ class LayerController:
             lasting = (
                 self._congested_since is not None and now - self._congested_since >= PAUSE_AFTER
             )
-            # Under heavy loss the estimate is what got through, a measure of the
-            # line: below what the lowest layer and the voice need, it cannot carry
-            # them, and every second spent finding out costs the voice too.
-            margin = 1.0 if self.loss > HEAVY_LOSS else PAUSE_MARGIN
-            clear = (self.estimate is not None and self.estimate < margin * need) or (
+            clear = (self.estimate is not None and self.estimate < PAUSE_MARGIN * need) or (
                 lasting and (self.loss > 2 * self._congestion_loss or self.queue > QUEUE_DELAY)
             )
             target = None if clear else lowest

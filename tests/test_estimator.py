@@ -279,15 +279,3 @@ def test_video_comes_back_to_the_lowest_layer_whatever_the_ceiling() -> None:
         t += 0.5
     # no longer than the hold after congestion, although 180p is above the ceiling
     assert back is not None and back - paused_at <= 10.5, back
-
-
-def test_a_line_measured_below_the_lowest_layer_and_the_voice_pauses_video_in_one_step() -> None:
-    # 360p (450 kbit/s) into a line that carries 150 kbit/s: 70% lost. What got
-    # through (135 kbit/s) cannot carry 180p and the voice (190 kbit/s): straight to
-    # audio only, not via 180p and another few seconds of flooding the voice.
-    c = controller(initial=1)
-    c.report(0.0, 1000, 0)
-    c.update(0.0, remb=None, sent_bps=450_000)
-    c.report(1.0, 1100, 70)
-    decision = c.update(1.0, remb=None, sent_bps=450_000)
-    assert decision is not None and decision.layer is None, decision
