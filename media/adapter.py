@@ -8,6 +8,7 @@ not the rest of the project. See ../shared/research/aiortc-1.16.md §1.
 
 import logging
 import queue
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media import gso
 from media.background import spawn
 
 logger = logging.getLogger(__name__)
@@ -344,6 +346,7 @@ class SenderWiring:
         )
         self._pair: Any = None
         self._send: Callable[[bytes], None] | None = None
+        self._send_many: Callable[[list[bytes]], None] | None = None
 
     def protect(self, data: bytes) -> bytes | None:
         """SRTP-protect an RTP packet, or None while the connection is not up."""
@@ -366,26 +369,49 @@ class SenderWiring:
         """A function that puts a protected packet on the wire, without a coroutine:
         straight to the UDP socket of the nominated ICE pair (a relayed pair goes
         through aioice's TURN client)."""
+        self._follow_pair()
+        return self._send
+
+    def send_many(self) -> Callable[[list[bytes]], None] | None:
+        """Like `sendto()`, for a frame's packets at once: one system call for a
+        run of equally sized ones (media/gso.py)."""
+        self._follow_pair()
+        return self._send_many
+
+    def _follow_pair(self) -> None:
         connection = self.dtls.transport._connection
         pair = connection._nominated.get(1)
         if pair is None:
-            return None
-        if pair is not self._pair:
-            self._pair = pair
-            protocol, address = pair.protocol, pair.remote_addr
-            if isinstance(protocol, aioice.ice.StunProtocol) and protocol.transport is not None:
-                transport = protocol.transport
+            self._pair = self._send = self._send_many = None
+            return
+        if pair is self._pair:
+            return
+        self._pair = pair
+        protocol, address = pair.protocol, pair.remote_addr
+        if isinstance(protocol, aioice.ice.StunProtocol) and protocol.transport is not None:
+            transport = protocol.transport
 
-                def send(data: bytes) -> None:
-                    transport.sendto(data, address)
+            def send(data: bytes) -> None:
+                transport.sendto(data, address)
 
-            else:
+            sock = getattr(transport, "_sock", None)
+            self._send_many = gso.sender(
+                sock if isinstance(sock, socket.socket) else None,
+                address,
+                send,
+                getattr(transport, "get_write_buffer_size", lambda: 0),
+            )
+        else:
 
-                def send(data: bytes) -> None:
-                    spawn(protocol.send_data(data, address), "TURN send")
+            def send(data: bytes) -> None:
+                spawn(protocol.send_data(data, address), "TURN send")
 
-            self._send = send
-        return self._send
+            def send_each(packets: list[bytes]) -> None:
+                for packet in packets:
+                    send(packet)
+
+            self._send_many = send_each
+        self._send = send
 
     def take_over(self, retransmit: Callable[[int], Any]) -> None:
         """From now on this side sends: aiortc's sender keeps its RTCP (reports,

@@ -29,6 +29,7 @@ from media.track import ForwardTrack
 HISTORY = 512  # packets kept for retransmission: about 3 s at 720p
 EARLY_FRAMES = 60  # video kept from its last keyframe until the sender starts (2 s at 30 fps)
 _HEADER = struct.Struct("!HI")
+_SEQUENCE = struct.Struct("!H")
 
 
 class Packetizer:
@@ -39,19 +40,30 @@ class Packetizer:
     def __init__(self) -> None:
         self._packet: av.Packet | None = None
         self._payloads: list[bytes] = []
+        self._parts: list[tuple[bytes, bytes]] = []
         self.made = 0
         # When the frame went out (NTP format): read once per frame, not once per
         # subscriber (it is the abs-send-time of every copy, and their SR time)
         self.ntp = 0
 
     def payloads(self, codec: str, packet: av.Packet) -> list[bytes]:
-        if packet is self._packet:
-            return self._payloads
+        if packet is not self._packet:
+            self._make(codec, packet)
+        return self._payloads
+
+    def vp8_parts(self, packet: av.Packet) -> list[tuple[bytes, bytes]]:
+        """The VP8 payloads split around their 2-byte picture id (each subscriber
+        writes its own there): what comes before it, and after."""
+        if packet is not self._packet:
+            self._make(VP8, packet)
+        return self._parts
+
+    def _make(self, codec: str, packet: av.Packet) -> None:
         payloads = adapter.packetize(codec, bytes(packet))
         self._packet, self._payloads = packet, payloads
+        self._parts = [(p[:2], p[4:]) for p in payloads] if codec == VP8 else []
         self.ntp = clock.current_ntp_time()
         self.made += 1
-        return payloads
 
 
 _packetizers: dict[str, Packetizer] = {}
@@ -83,7 +95,7 @@ class FastSender(ForwardTrack):
         self._rtx_sequence = random.randint(0, 32767)
         self._origin = random.getrandbits(32)
         self._picture_id = random.randint(0, (1 << 15) - 1)
-        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
+        self._history: list[bytes | None] = [None] * HISTORY
         # Video that came before the sender started (DTLS takes a moment): the first
         # keyframe a new subscriber asked for and what followed it. Dropping it made
         # the request at start wait out the keyframe throttle, a second more.
@@ -122,8 +134,8 @@ class FastSender(ForwardTrack):
                 self.waiting_for_keyframe = False
                 return
             self._early = []
-        sendto = wiring.sendto() if wiring is not None else None
-        if wiring is None or sendto is None:
+        send_many = wiring.send_many() if wiring is not None else None
+        if wiring is None or send_many is None:
             self.frames_dropped += 1
             self.waiting_for_keyframe = self.kind == "video"
             return
@@ -135,7 +147,12 @@ class FastSender(ForwardTrack):
         self.waiting_for_keyframe = False
         self.frames_in += 1
         packetizer = self._packetizer
-        payloads = packetizer.payloads(self.codec, packet)
+        if self.codec == VP8:
+            parts = packetizer.vp8_parts(packet)
+            count = len(parts)
+        else:
+            payloads = packetizer.payloads(self.codec, packet)
+            count = len(payloads)
         ntp = packetizer.ntp
         if pts is None:
             pts = packet.pts or 0
@@ -145,42 +162,56 @@ class FastSender(ForwardTrack):
         if at is not None:
             header[at : at + 3] = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         payload_type = wiring.payload_type
-        last = len(payloads) - 1
-        picture_id = b""
+        header[1] = payload_type
+        last = count - 1
+        history = self._history
+        sequence = self._sequence
+        first = sequence
+        pack = _HEADER.pack_into
+        join = b"".join
+        plain: list[bytes] = []
         if self.codec == VP8:
             picture_id = (0x8000 | self._picture_id).to_bytes(2, "big")
             self._picture_id = (self._picture_id + 1) & 0x7FFF
-        history = self._history
-        sequence = self._sequence
-        octets = 0
-        for index, payload in enumerate(payloads):
-            header[1] = payload_type | (0x80 if index == last else 0)
-            _HEADER.pack_into(header, 2, sequence, timestamp)
-            if picture_id:
-                data = bytes(header) + payload[:2] + picture_id + payload[4:]
-            else:
-                data = bytes(header) + payload
-            sendto(protect(data))
-            history[sequence % HISTORY] = (sequence, data)
-            sequence = (sequence + 1) & 0xFFFF
-            octets += len(payload)
+            for index, (head, tail) in enumerate(parts):
+                if index == last:  # the marker: the frame's last packet
+                    header[1] = payload_type | 0x80
+                pack(header, 2, sequence, timestamp)
+                plain.append(join((header, head, picture_id, tail)))
+                sequence = (sequence + 1) & 0xFFFF
+            octets = sum(len(tail) for _, tail in parts) + 4 * count
+        else:
+            for index, payload in enumerate(payloads):
+                if index == last:
+                    header[1] = payload_type | 0x80
+                pack(header, 2, sequence, timestamp)
+                plain.append(join((header, payload)))
+                sequence = (sequence + 1) & 0xFFFF
+            octets = sum(len(payload) for payload in payloads)
+        for index, data in enumerate(plain):
+            history[((first + index) & 0xFFFF) % HISTORY] = data
+        send_many([protect(data) for data in plain])
         self._sequence = sequence
-        self.packets_sent += len(payloads)
+        self.packets_sent += count
         self.frames_out += 1
-        wiring.account(len(payloads), octets, timestamp, ntp)
+        wiring.account(count, octets, timestamp, ntp)
 
     def retransmittable(self, sequence: int) -> bool:
         """Whether packet `sequence` is still in the retransmission history."""
-        entry = self._history[sequence % HISTORY]
-        return entry is not None and entry[0] == sequence
+        return self._stored(sequence) is not None
+
+    def _stored(self, sequence: int) -> bytes | None:
+        data = self._history[sequence % HISTORY]
+        if data is None or _SEQUENCE.unpack_from(data, 2)[0] != sequence:
+            return None
+        return data
 
     async def _retransmit(self, sequence: int) -> None:
         """A NACKed packet, from history: wrapped in RTX when negotiated."""
         wiring = self._wiring
-        entry = self._history[sequence % HISTORY]
-        if wiring is None or entry is None or entry[0] != sequence:
+        data = self._stored(sequence)
+        if wiring is None or data is None:
             return
-        data = entry[1]
         rtx_type = wiring.rtx_payload_type
         if rtx_type is not None:
             header = bytearray(wiring.rtx_header)
