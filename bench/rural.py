@@ -118,23 +118,30 @@ class RtpBytes:
 
         # the fast path (media/fastsender.py) sends without _send_rtp: count what it
         # protects (each packet it sends, retransmissions too, is protected once)
-        original_protect = adapter.SenderWiring.protect
+        original_route = adapter.SenderWiring._new_route
 
-        def protect(wiring: adapter.SenderWiring, data: bytes) -> bytes | None:
-            protected = original_protect(wiring, data)
-            if protected is not None:
-                entry = counts.setdefault(wiring.dtls, [0, 0])
+        def new_route(wiring: adapter.SenderWiring) -> adapter.Route | None:
+            route = original_route(wiring)
+            if route is None:
+                return None
+            entry = counts.setdefault(wiring.dtls, [0, 0])
+            protect = route.protect
+
+            def counted(data: bytes) -> bytes:
+                protected = protect(data)
                 entry[0] += 1
                 entry[1] += len(protected)
-            return protected
+                return protected
+
+            return route._replace(protect=counted)
 
         RTCDtlsTransport._send_rtp = send_rtp  # type: ignore[method-assign, assignment]
-        adapter.SenderWiring.protect = protect  # type: ignore[method-assign, assignment]
+        adapter.SenderWiring._new_route = new_route  # type: ignore[method-assign, assignment]
         try:
             yield
         finally:
             RTCDtlsTransport._send_rtp = original  # type: ignore[method-assign]
-            adapter.SenderWiring.protect = original_protect  # type: ignore[method-assign]
+            adapter.SenderWiring._new_route = original_route  # type: ignore[method-assign]
 
     def line_bytes(self, peer: Peer | None) -> int:
         """Bytes put on the wire for `peer` so far, with per-packet overheads."""

@@ -11,7 +11,7 @@ import queue
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aioice.ice
 from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -325,6 +325,16 @@ async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) 
 # -- the fast send path (media/fastsender.py) --------------------------------------
 
 
+class Route(NamedTuple):
+    """A connected sender's way to the wire: SRTP protection, then one datagram
+    (`send`) or a frame's (`send_many`), on the nominated ICE pair."""
+
+    pair: Any
+    protect: Callable[[bytes], bytes]
+    send: Callable[[bytes], None]
+    send_many: Callable[[list[bytes]], None]
+
+
 class SenderWiring:
     """What a forwarding sender needs to send by itself, taken from aiortc's sender
     after negotiation: its SSRCs, payload types and header-extension layout, and
@@ -344,74 +354,58 @@ class SenderWiring:
         self.rtx_header, self.rtx_abs_send_time_at = _header_template(
             extensions, mid, self.rtx_ssrc
         )
-        self._pair: Any = None
-        self._send: Callable[[bytes], None] | None = None
-        self._send_many: Callable[[list[bytes]], None] | None = None
+        self._nominated: dict[int, Any] = self.dtls.transport._connection._nominated
+        self._route: Route | None = None
+        self.dtls.on("statechange", self._forget_route)
 
     def protect(self, data: bytes) -> bytes | None:
         """SRTP-protect an RTP packet, or None while the connection is not up."""
+        route = self.route()
+        return route.protect(data) if route is not None else None
+
+    def route(self) -> "Route | None":
+        """How this sender's packets get on the wire now, or None while the
+        connection is not up: worked out again only when the DTLS state or the
+        nominated ICE pair changes, so that a frame's cost is one lookup."""
+        route = self._route
+        if route is not None and self._nominated.get(1) is route.pair:
+            return route
+        route = self._route = self._new_route()
+        return route
+
+    def _new_route(self) -> "Route | None":
         session = self.dtls._tx_srtp
-        if session is None or self.dtls.state != "connected":
+        pair = self._nominated.get(1)
+        if session is None or pair is None or self.dtls.state != "connected":
             return None
-        result: bytes = session.protect(data)
-        return result
-
-    def protector(self) -> Callable[[bytes], bytes] | None:
-        """The SRTP session's protect function, or None while the connection is not
-        up: looked up once per frame, then called for each of its packets."""
-        session = self.dtls._tx_srtp
-        if session is None or self.dtls.state != "connected":
-            return None
-        protect: Callable[[bytes], bytes] = session.protect
-        return protect
-
-    def sendto(self) -> Callable[[bytes], None] | None:
-        """A function that puts a protected packet on the wire, without a coroutine:
-        straight to the UDP socket of the nominated ICE pair (a relayed pair goes
-        through aioice's TURN client)."""
-        self._follow_pair()
-        return self._send
-
-    def send_many(self) -> Callable[[list[bytes]], None] | None:
-        """Like `sendto()`, for a frame's packets at once: one system call for a
-        run of equally sized ones (media/gso.py)."""
-        self._follow_pair()
-        return self._send_many
-
-    def _follow_pair(self) -> None:
-        connection = self.dtls.transport._connection
-        pair = connection._nominated.get(1)
-        if pair is None:
-            self._pair = self._send = self._send_many = None
-            return
-        if pair is self._pair:
-            return
-        self._pair = pair
         protocol, address = pair.protocol, pair.remote_addr
         if isinstance(protocol, aioice.ice.StunProtocol) and protocol.transport is not None:
             transport = protocol.transport
 
-            def send(data: bytes) -> None:
+            def fallback(data: bytes) -> None:
                 transport.sendto(data, address)
 
             sock = getattr(transport, "_sock", None)
-            self._send_many = gso.sender(
+            sender = gso.Sender(
                 sock if isinstance(sock, socket.socket) else None,
                 address,
-                send,
+                fallback,
                 getattr(transport, "get_write_buffer_size", lambda: 0),
             )
-        else:
+            return Route(pair, session.protect, sender.send, sender.send_many)
 
-            def send(data: bytes) -> None:
-                spawn(protocol.send_data(data, address), "TURN send")
+        # a relayed pair: through aioice's TURN client
+        def send(data: bytes) -> None:
+            spawn(protocol.send_data(data, address), "TURN send")
 
-            def send_each(packets: list[bytes]) -> None:
-                for packet in packets:
-                    send(packet)
+        def send_many(packets: list[bytes]) -> None:
+            for packet in packets:
+                send(packet)
 
-            self._send_many = send_each
-        self._send = send
+        return Route(pair, session.protect, send, send_many)
+
+    def _forget_route(self, *args: Any) -> None:
+        self._route = None
 
     def take_over(self, retransmit: Callable[[int], Any]) -> None:
         """From now on this side sends: aiortc's sender keeps its RTCP (reports,

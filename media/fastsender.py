@@ -41,6 +41,7 @@ class Packetizer:
         self._packet: av.Packet | None = None
         self._payloads: list[bytes] = []
         self._parts: list[tuple[bytes, bytes]] = []
+        self.octets = 0  # the payload bytes of a copy of the frame
         self.made = 0
         # When the frame went out (NTP format): read once per frame, not once per
         # subscriber (it is the abs-send-time of every copy, and their SR time)
@@ -62,6 +63,7 @@ class Packetizer:
         payloads = adapter.packetize(codec, bytes(packet))
         self._packet, self._payloads = packet, payloads
         self._parts = [(p[:2], p[4:]) for p in payloads] if codec == VP8 else []
+        self.octets = sum(len(payload) for payload in payloads)
         self.ntp = clock.current_ntp_time()
         self.made += 1
 
@@ -134,25 +136,23 @@ class FastSender(ForwardTrack):
                 self.waiting_for_keyframe = False
                 return
             self._early = []
-        send_many = wiring.send_many() if wiring is not None else None
-        if wiring is None or send_many is None:
-            self.frames_dropped += 1
-            self.waiting_for_keyframe = self.kind == "video"
-            return
-        protect = wiring.protector()
-        if protect is None:
+        route = wiring.route() if wiring is not None else None
+        if wiring is None or route is None:
             self.frames_dropped += 1
             self.waiting_for_keyframe = self.kind == "video"
             return
         self.waiting_for_keyframe = False
         self.frames_in += 1
         packetizer = self._packetizer
-        if self.codec == VP8:
+        vp8 = self.codec == VP8
+        if vp8:
             parts = packetizer.vp8_parts(packet)
             count = len(parts)
         else:
             payloads = packetizer.payloads(self.codec, packet)
             count = len(payloads)
+        if not count:
+            return
         ntp = packetizer.ntp
         if pts is None:
             pts = packet.pts or 0
@@ -166,35 +166,39 @@ class FastSender(ForwardTrack):
         last = count - 1
         history = self._history
         sequence = self._sequence
-        first = sequence
         pack = _HEADER.pack_into
         join = b"".join
-        plain: list[bytes] = []
-        if self.codec == VP8:
+        protect = route.protect
+        out: list[bytes] = []
+        # HISTORY divides 65536: a sequence number's slot survives the wrap
+        if vp8:
             picture_id = (0x8000 | self._picture_id).to_bytes(2, "big")
             self._picture_id = (self._picture_id + 1) & 0x7FFF
             for index, (head, tail) in enumerate(parts):
                 if index == last:  # the marker: the frame's last packet
                     header[1] = payload_type | 0x80
                 pack(header, 2, sequence, timestamp)
-                plain.append(join((header, head, picture_id, tail)))
+                data = join((header, head, picture_id, tail))
+                history[sequence % HISTORY] = data
+                out.append(protect(data))
                 sequence = (sequence + 1) & 0xFFFF
-            octets = sum(len(tail) for _, tail in parts) + 4 * count
         else:
             for index, payload in enumerate(payloads):
                 if index == last:
                     header[1] = payload_type | 0x80
                 pack(header, 2, sequence, timestamp)
-                plain.append(join((header, payload)))
+                data = join((header, payload))
+                history[sequence % HISTORY] = data
+                out.append(protect(data))
                 sequence = (sequence + 1) & 0xFFFF
-            octets = sum(len(payload) for payload in payloads)
-        for index, data in enumerate(plain):
-            history[((first + index) & 0xFFFF) % HISTORY] = data
-        send_many([protect(data) for data in plain])
+        if count == 1:
+            route.send(out[0])
+        else:
+            route.send_many(out)
         self._sequence = sequence
         self.packets_sent += count
         self.frames_out += 1
-        wiring.account(count, octets, timestamp, ntp)
+        wiring.account(count, packetizer.octets, timestamp, ntp)
 
     def retransmittable(self, sequence: int) -> bool:
         """Whether packet `sequence` is still in the retransmission history."""
@@ -221,10 +225,9 @@ class FastSender(ForwardTrack):
             header[4:8] = data[4:8]  # the original timestamp
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
             data = bytes(header) + data[2:4] + data[size:]
-        protected = wiring.protect(data)
-        sendto = wiring.sendto()
-        if protected is not None and sendto is not None:
-            sendto(protected)
+        route = wiring.route()
+        if route is not None:
+            route.send(route.protect(data))
             self.retransmitted += 1
 
     async def recv(self) -> av.Packet:

@@ -49,21 +49,39 @@ def runs(packets: list[bytes]) -> list[tuple[int, int]]:
     return found
 
 
-def sender(
-    sock: socket.socket | None,
-    address: tuple[str, int],
-    fallback: Callable[[bytes], None],
-    buffered: Callable[[], int],
-) -> Callable[[list[bytes]], None]:
-    """A function that sends a list of datagrams to `address` through `sock` with
-    GSO where it can, and through `fallback` (one datagram) where it cannot. While
-    `buffered()` says the fallback holds datagrams back, everything goes after
-    them, through the fallback."""
-    sendmsg = sock.sendmsg if sock is not None else None
+class Sender:
+    """Sends datagrams to `address` through `sock` directly, with GSO for a list of
+    them, and through `fallback` (one datagram, the asyncio transport, which
+    buffers) where the socket refuses. While `buffered()` says the fallback holds
+    datagrams back, everything goes after them, through the fallback."""
 
-    def send(packets: list[bytes]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket | None,
+        address: tuple[str, int],
+        fallback: Callable[[bytes], None],
+        buffered: Callable[[], int],
+    ) -> None:
+        self._sock = sock
+        self._address = address
+        self._fallback = fallback
+        self._buffered = buffered
+
+    def send(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None or self._buffered():
+            self._fallback(data)
+            return
+        try:
+            sock.sendto(data, self._address)
+        except OSError:
+            self._fallback(data)
+
+    def send_many(self, packets: list[bytes]) -> None:
         global _available
-        if sendmsg is None or not _available or len(packets) < 2 or buffered():
+        sock = self._sock
+        fallback = self._fallback
+        if sock is None or not _available or len(packets) < 2 or self._buffered():
             for packet in packets:
                 fallback(packet)
             return
@@ -78,14 +96,12 @@ def sender(
                     fallback(packet)
                 continue
             try:
-                sendmsg(part, [(socket.SOL_UDP, UDP_SEGMENT, option)], 0, address)
+                sock.sendmsg(part, [(socket.SOL_UDP, UDP_SEGMENT, option)], 0, self._address)
             except OSError as error:
                 if error.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
                     _available = False
                 for packet in part:
                     fallback(packet)
-
-    return send
 
 
 def available() -> bool:

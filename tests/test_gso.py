@@ -40,7 +40,7 @@ def test_a_frame_arrives_as_its_datagrams_in_order() -> None:
         fallen_back.append(data)
         sender.sendto(data, receiver.getsockname())
 
-    send = gso.sender(sender, receiver.getsockname(), fallback, lambda: 0)
+    send = gso.Sender(sender, receiver.getsockname(), fallback, lambda: 0).send_many
     # a keyframe's worth: 50 equal packets and a short last one, numbered
     packets = [bytes([n]) * 1210 for n in range(50)] + [b"\xff" * 333]
     send(packets)
@@ -54,7 +54,7 @@ def test_a_frame_arrives_as_its_datagrams_in_order() -> None:
 def test_while_the_transport_holds_packets_back_everything_queues_behind_them() -> None:
     receiver, sender = _pair()
     queued: list[bytes] = []
-    send = gso.sender(sender, receiver.getsockname(), queued.append, lambda: 1)
+    send = gso.Sender(sender, receiver.getsockname(), queued.append, lambda: 1).send_many
     packets = [b"a" * 100, b"b" * 100, b"c" * 50]
     send(packets)
     assert queued == packets
@@ -70,7 +70,7 @@ def test_a_full_socket_buffer_falls_back_without_losing_the_frame() -> None:
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     sender.setblocking(False)
     kept: list[bytes] = []
-    send = gso.sender(sender, receiver.getsockname(), kept.append, lambda: 0)
+    send = gso.Sender(sender, receiver.getsockname(), kept.append, lambda: 0).send_many
     # far more than the send buffer holds, in one frame
     send([bytes(1200)] * 60)
     time.sleep(0.05)
