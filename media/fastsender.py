@@ -145,6 +145,7 @@ class FastSender(ForwardTrack):
         self.frames_in += 1
         packetizer = self._packetizer
         vp8 = self.codec == VP8
+        video = self.kind == "video"
         if vp8:
             parts = packetizer.vp8_parts(packet)
             count = len(parts)
@@ -188,7 +189,8 @@ class FastSender(ForwardTrack):
                     header[1] = payload_type | 0x80
                 pack(header, 2, sequence, timestamp)
                 data = join((header, payload))
-                history[sequence % HISTORY] = data
+                if video:  # audio is not retransmitted (no NACK for Opus)
+                    history[sequence % HISTORY] = data
                 out.append(protect(data))
                 sequence = (sequence + 1) & 0xFFFF
         if count == 1:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import av
+import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtpPacket
@@ -165,3 +166,32 @@ def test_retransmissions_are_held_to_a_budget() -> None:
     assert len(allowed) <= 25
     again = budget.allow(allowed[:5], packets_sent=100)
     assert again == [], "a packet was resent twice within the repeat interval"
+
+
+def _srtp_sessions(key: bytes) -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+    def policy(kind: int) -> pylibsrtp.Policy:
+        made = pylibsrtp.Policy(key=key, ssrc_type=kind)
+        made.allow_repeat_tx = True
+        return made
+
+    return (
+        pylibsrtp.Session(policy(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)),
+        pylibsrtp.Session(policy(pylibsrtp.Policy.SSRC_ANY_INBOUND)),
+    )
+
+
+def test_lean_protect_writes_what_pylibsrtp_writes_and_the_far_end_reads_it() -> None:
+    key = bytes(range(30))
+    stock, _ = _srtp_sessions(key)
+    sender, receiver = _srtp_sessions(key)
+    protect = adapter.lean_protect(sender)
+    for sequence in range(100, 140):
+        packet = RtpPacket(payload_type=96, sequence_number=sequence, timestamp=sequence * 3000)
+        packet.ssrc = 1234
+        packet.payload = bytes([sequence % 256]) * (200 + sequence)
+        plain = packet.serialize()
+        protected = protect(plain)
+        assert protected == stock.protect(plain)
+        assert receiver.unprotect(protected) == plain
+    with pytest.raises(ValueError, match="too long"):
+        protect(bytes(1500))
