@@ -27,7 +27,16 @@ from importlib import metadata
 from typing import Any
 
 from bench.clip import VIDEO_BITRATE, make_clip
-from bench.point import FORWARD, FORWARD_AIORTC, MODES, STOCK, PointSettings, Row, measure
+from bench.point import (
+    FORWARD,
+    FORWARD_AIORTC,
+    FORWARD_ASYNCIO,
+    MODES,
+    STOCK,
+    PointSettings,
+    Row,
+    measure,
+)
 from bench.procstat import load_average, wait_until_idle
 from bench.report import human_summary, plot, ratios, summarize
 
@@ -58,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--modes",
         default=f"{FORWARD},{STOCK}",
-        help=f"some of {', '.join(MODES)} ({FORWARD_AIORTC}: our server with media.fast_path off)",
+        help=f"some of {', '.join(MODES)} ({FORWARD_AIORTC}: our server with media.fast_path "
+        f"off on asyncio's loop; {FORWARD_ASYNCIO}: the fast path on asyncio's loop)",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per point")
     parser.add_argument("--warmup", type=float, default=3.0, help="wait after all receive")
@@ -87,7 +97,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     unknown = set(modes) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}; use {', '.join(MODES)}")
-    wanted = {FORWARD: args.n, FORWARD_AIORTC: args.n, STOCK: args.stock_n}
+    wanted = {FORWARD: args.n, FORWARD_ASYNCIO: args.n, FORWARD_AIORTC: args.n, STOCK: args.stock_n}
     points: list[tuple[str, int]] = []
     for _ in range(args.repeat):
         for n in sorted(set(args.n) | set(args.stock_n)):

@@ -17,11 +17,12 @@ from media.delay import quantile
 from server.tokens import Tokens
 
 LESSON = "bench"
-FORWARD = "forward"  # our server as configured by default (its fast send path)
-FORWARD_AIORTC = "forward-aiortc"  # our server sending through aiortc's RTCRtpSender
+FORWARD = "forward"  # our server as configured by default (fast send path, uvloop)
+FORWARD_ASYNCIO = "forward-asyncio"  # the fast path on asyncio's own loop
+FORWARD_AIORTC = "forward-aiortc"  # aiortc's RTCRtpSender on asyncio's loop: the stock path
 STOCK = "mediarelay"  # bench/stock_server.py: decode once, encode per subscriber
-MODES = (FORWARD, FORWARD_AIORTC, STOCK)
-OURS = (FORWARD, FORWARD_AIORTC)
+MODES = (FORWARD, FORWARD_ASYNCIO, FORWARD_AIORTC, STOCK)
+OURS = (FORWARD, FORWARD_ASYNCIO, FORWARD_AIORTC)
 CLIP_FPS = 30.0
 # A point "fell behind" when its receivers got fewer video frames a second than this,
 # or some were not on the top (forwarded) layer, or its server used this share of
@@ -79,6 +80,8 @@ class Row:
     decoded_fps: float
     decode_damaged: int
     decode_gaps: int
+    # RTP packets the counting receivers found missing by sequence number
+    missing_packets: int
     client_cpu_cores: float
     bench_cpu_cores: float
     other_cpu_cores: float
@@ -128,6 +131,7 @@ async def start_server(mode: str, port: int, settings: PointSettings, n: int) ->
         "ZHUANDI_SERVER_MAX_PEERS": str(n + 8),
         "ZHUANDI_RECORDER_ENABLED": "false",
         "ZHUANDI_MEDIA_FAST_PATH": "false" if mode == FORWARD_AIORTC else "true",
+        "ZHUANDI_MEDIA_EVENT_LOOP": "uvloop" if mode == FORWARD else "asyncio",
     }
     return await Child.start(f"{mode}-{n}-server", args, logs, talk=False, env=env)
 
@@ -279,6 +283,7 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
         decoded_fps=rate("decoded") / max(rb.get("decoding", 0), 1),
         decode_damaged=rb.get("damaged", 0) - ra.get("damaged", 0),
         decode_gaps=rb.get("gaps", 0) - ra.get("gaps", 0),
+        missing_packets=rb.get("missing", 0) - ra.get("missing", 0),
         client_cpu_cores=clients,
         bench_cpu_cores=bench,
         other_cpu_cores=others,

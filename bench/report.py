@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.point import FORWARD, FORWARD_AIORTC, OTHERS_NOTED, STOCK, Row
+from bench.point import FORWARD, FORWARD_AIORTC, FORWARD_ASYNCIO, OTHERS_NOTED, STOCK, Row
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float] | None:
@@ -91,6 +91,7 @@ def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
         "aiortc_sender_over_fast_path_us_per_packet": ratio(
             "marginal_us_per_packet", FORWARD_AIORTC
         ),
+        "asyncio_loop_over_uvloop_us_per_packet": ratio("marginal_us_per_packet", FORWARD_ASYNCIO),
     }
 
 
@@ -128,7 +129,8 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
         if r.decode_receivers:
             lines.append(
                 f"decoded {r.mode} N={r.n}: {r.decoded_fps:.1f} numbered frames/s per decoding "
-                f"receiver, {r.decode_damaged} damaged, {r.decode_gaps} gaps"
+                f"receiver, {r.decode_damaged} damaged, {r.decode_gaps} gaps; "
+                f"{r.missing_packets} packets missing at the counting receivers"
             )
     for mode, s in modes.items():
         lines.append(
@@ -145,6 +147,11 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
         lines.append(
             f"our server, aiortc's sender path / fast path: "
             f"{ratio['aiortc_sender_over_fast_path_us_per_packet']:.2f}x per packet (marginal)"
+        )
+    if ratio["asyncio_loop_over_uvloop_us_per_packet"] is not None:
+        lines.append(
+            f"fast path on asyncio's loop / on uvloop: "
+            f"{ratio['asyncio_loop_over_uvloop_us_per_packet']:.2f}x per packet (marginal)"
         )
     lines.append(
         f"stock/forward: {_fmt(ratio['stock_over_forward_us_per_packet'], '.1f')}x per packet "
@@ -167,7 +174,8 @@ def plot(rows: Sequence[Row], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     styles = {
         FORWARD: ("tab:blue", "our forwarding server"),
-        FORWARD_AIORTC: ("tab:green", "ours, through aiortc's sender"),
+        FORWARD_ASYNCIO: ("tab:cyan", "ours, on asyncio's loop"),
+        FORWARD_AIORTC: ("tab:green", "ours, through aiortc's sender (asyncio)"),
         STOCK: ("tab:red", "aiortc MediaRelay"),
     }
     for mode in sorted({r.mode for r in rows}):
