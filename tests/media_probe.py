@@ -1,11 +1,14 @@
 """Checks on recorded files with the real tools: ffprobe, and PyAV decoding every frame."""
 
+import contextlib
 import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
+import numpy as np
 
 from tests.frames import read_number
 
@@ -58,3 +61,33 @@ def decode_all(path: Path) -> Decoded:
                 elif isinstance(frame, av.AudioFrame):
                     out.audio_samples += frame.samples
     return out
+
+
+def stream(info: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = [s for s in info["streams"] if s["codec_type"] == kind]
+    assert len(found) == 1, info["streams"]
+    return found[0]
+
+
+def recorded_frames(path: Path) -> list[tuple[int | None, int]]:
+    """(number, height) of every frame, in file order, up to a torn end."""
+    frames: list[tuple[int | None, int]] = []
+    with av.open(str(path)) as container, contextlib.suppress(av.FFmpegError):
+        for frame in container.decode(video=0):
+            frames.append((read_number(frame), frame.height))
+    return frames
+
+
+def undamaged_frames(path: Path) -> list[tuple[int, int]]:
+    frames = recorded_frames(path)
+    clean = [(number, height) for number, height in frames if number is not None]
+    assert len(clean) == len(frames), "a recorded frame decoded damaged"
+    return clean
+
+
+def recorded_audio(path: Path) -> np.ndarray:
+    chunks = []
+    with av.open(str(path)) as container, contextlib.suppress(av.FFmpegError):
+        for frame in container.decode(audio=0):
+            chunks.append(frame.to_ndarray()[0].astype(np.float64))
+    return np.concatenate(chunks) if chunks else np.zeros(0)

@@ -6,166 +6,23 @@ import asyncio
 import contextlib
 import fractions
 import itertools
-import json
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 import pytest
 
 from server.client_args import ClientError, parse_join_url
+from tests.cli import Cli, recorded_count, run_cli
 from tests.conftest import RunningServer, make_settings, start_server
-from tests.frames import AUDIO_RATE, numbered_image, read_number, tone_present
+from tests.frames import AUDIO_RATE, numbered_image, tone_present
+from tests.media_probe import ffprobe, recorded_audio, stream, undamaged_frames
 from tests.peers import Classroom, LayoutPeer, Teacher
 
-ROOT = Path(__file__).resolve().parent.parent
 TOP = 360  # the teacher's own stream, forwarded as sent
-
-
-# The real CLI, with one test-only restriction: ICE host candidates on loopback only,
-# as the server in these tests offers, so that no check goes to this machine's other
-# addresses (../shared/TESTING.md).
-CLI = (
-    "import sys; from media import adapter; adapter.set_host_addresses(['127.0.0.1']); "
-    "from server.cli import main; sys.exit(main())"
-)
-
-
-class Cli:
-    """`zhuandi classroom …` in a subprocess, its output read line by line."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = ["classroom", *args]
-        self.lines: list[str] = []
-        self.stderr = ""
-        self.returncode: int | None = None
-        self._process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> "Cli":
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            CLI,
-            *self.args,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.ensure_future(self._read())
-        return self
-
-    async def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        async for line in self._process.stdout:
-            self.lines.append(line.decode().rstrip())
-
-    @property
-    def stdout(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_line(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert self._process is not None
-            if self._process.returncode is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no line with {text!r}; output:\n{self.stdout}")
-            await asyncio.sleep(0.05)
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self._process is not None
-        self._process.send_signal(sig)
-
-    async def wait(self, timeout: float = 30.0) -> int:
-        assert self._process is not None and self._process.stderr is not None
-        try:
-            stderr = await asyncio.wait_for(self._process.stderr.read(), timeout)
-            await asyncio.wait_for(self._process.wait(), timeout)
-        except TimeoutError:
-            self._process.kill()
-            await self._process.wait()
-            raise
-        finally:
-            if self._reader is not None:
-                await self._reader
-        self.stderr = stderr.decode()
-        returncode = self._process.returncode
-        assert returncode is not None
-        self.returncode = returncode
-        return returncode
-
-    async def kill(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.kill()
-            await self._process.wait()
-        if self._reader is not None:
-            await self._reader
-
-
-async def run_cli(*args: str, timeout: float = 30.0) -> Cli:
-    cli = await Cli(*args).start()
-    try:
-        await cli.wait(timeout)
-    finally:
-        await cli.kill()
-    return cli
-
-
-# -- reading recordings --------------------------------------------------------
-
-
-def probe(path: Path) -> dict[str, Any]:
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
-def stream(info: dict[str, Any], kind: str) -> dict[str, Any]:
-    found = [s for s in info["streams"] if s["codec_type"] == kind]
-    assert len(found) == 1, info["streams"]
-    return found[0]
-
-
-def recorded_frames(path: Path) -> list[tuple[int | None, int]]:
-    """(number, height) of every frame, in file order, up to a torn end."""
-    frames: list[tuple[int | None, int]] = []
-    with av.open(str(path)) as container, contextlib.suppress(av.FFmpegError):
-        for frame in container.decode(video=0):
-            frames.append((read_number(frame), frame.height))
-    return frames
-
-
-def recorded_count(cli: Cli) -> int:
-    """How many video frames the client says it wrote (its last line)."""
-    match = re.search(r"recorded (\d+) video frames", cli.stdout)
-    assert match is not None, cli.stdout
-    return int(match[1])
-
-
-def undamaged_frames(path: Path) -> list[tuple[int, int]]:
-    frames = recorded_frames(path)
-    clean = [(number, height) for number, height in frames if number is not None]
-    assert len(clean) == len(frames), "a recorded frame decoded damaged"
-    return clean
-
-
-def recorded_audio(path: Path) -> np.ndarray:
-    chunks = []
-    with av.open(str(path)) as container, contextlib.suppress(av.FFmpegError):
-        for frame in container.decode(audio=0):
-            chunks.append(frame.to_ndarray()[0].astype(np.float64))
-    return np.concatenate(chunks) if chunks else np.zeros(0)
 
 
 def runs(numbers: list[int]) -> list[list[int]]:
@@ -225,7 +82,7 @@ async def test_the_cli_records_what_the_teacher_sends(
 
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "live" in cli.stdout and "recorded" in cli.stdout
-    info = probe(out)
+    info = ffprobe(out)
     video, audio = stream(info, "video"), stream(info, "audio")
     assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 640, 360)
     assert (audio["codec_name"], audio["sample_rate"]) == ("opus", "48000")
@@ -258,7 +115,7 @@ async def test_an_h264_lesson_records_to_fragmented_mp4(tmp_path: Path) -> None:
 
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "640x360" in cli.stdout
-    info = probe(out)
+    info = ffprobe(out)
     assert "mp4" in info["format"]["format_name"]
     video = stream(info, "video")
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 640, 360)
@@ -428,7 +285,7 @@ async def test_sigterm_leaves_and_finishes_the_recording(
         await teacher.close()
 
     assert "SIGTERM: leaving the lesson" in cli.stdout
-    info = probe(out)
+    info = ffprobe(out)
     assert float(info["format"]["duration"]) >= 3.0  # written by a clean close only
     frames = undamaged_frames(out)
     assert len(frames) == recorded_count(cli)

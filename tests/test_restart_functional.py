@@ -16,9 +16,10 @@ import pytest
 from bench.procstat import process_tree
 from server.tokens import Tokens, load_or_create_secret
 from tests.browser import chromium, frames_grow, open_page, wait_for_state, wait_until_playing
+from tests.cli import Cli
 from tests.coturn import free_port
+from tests.media_probe import undamaged_frames
 from tests.peers import Teacher
-from tests.test_client_functional import Cli, undamaged_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = "restart"

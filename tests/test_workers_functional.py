@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from server.tokens import Tokens, load_or_create_secret
+from tests.cli import Cli
 from tests.peers import Classroom, Teacher
 from tests.test_cli_functional import free_port
-from tests.test_client_functional import Cli
 
 pytestmark = pytest.mark.timeout(150)
 ROOT = Path(__file__).resolve().parent.parent

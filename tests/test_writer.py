@@ -1,16 +1,11 @@
 """PacketWriter: real VP8, H.264 and Opus packets in, files that ffprobe and PyAV read
 back frame by frame, including files cut short as a crash would leave them."""
 
-import fractions
-import functools
 import itertools
-import json
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -19,76 +14,19 @@ import pytest
 from media.bitstream import H264, VP8
 from recorder.timing import StreamClock
 from recorder.writer import PacketWriter
-from tests.frames import AUDIO_RATE, numbered_image, read_number, tone_present
+from tests.encoded import (
+    AUDIO_FRAME,
+    FPS,
+    FRAMES,
+    SECONDS,
+    h264_frames,
+    opus_packets,
+    vp8_frames,
+)
+from tests.frames import AUDIO_RATE, read_number, tone_present
+from tests.media_probe import ffprobe, stream
 
 pytestmark = pytest.mark.timeout(60)
-
-FPS = 30
-SECONDS = 10
-FRAMES = FPS * SECONDS
-AUDIO_FRAME = AUDIO_RATE // 50  # 20 ms
-
-
-# -- media ------------------------------------------------------------------
-
-
-@functools.cache
-def vp8_frames(
-    count: int = FRAMES, width: int = 640, height: int = 360
-) -> list[tuple[bytes, bool]]:
-    """Numbered frames 1..count, encoded as WebRTC does (realtime, keyframes rare)."""
-    encoder = av.CodecContext.create("libvpx", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-    encoder.time_base = fractions.Fraction(1, FPS)
-    encoder.bit_rate = 600_000
-    encoder.gop_size = 150
-    encoder.thread_count = 1
-    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-    return _encode(encoder, count, width, height)
-
-
-@functools.cache
-def h264_frames(count: int = FRAMES) -> list[tuple[bytes, bool]]:
-    """Numbered frames as Annex B access units, SPS and PPS before each IDR."""
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = 640, 360, "yuv420p"
-    encoder.time_base = fractions.Fraction(1, FPS)
-    encoder.gop_size = 150
-    encoder.thread_count = 1
-    encoder.options = {"preset": "veryfast", "tune": "zerolatency"}
-    return _encode(encoder, count, 640, 360)
-
-
-def _encode(encoder: Any, count: int, width: int, height: int) -> list[tuple[bytes, bool]]:
-    frames = []
-    for number in range(1, count + 1):
-        image = av.VideoFrame.from_ndarray(numbered_image(number, width, height), format="rgb24")
-        image = image.reformat(format="yuv420p")
-        image.pts = number - 1
-        frames += [(bytes(p), bool(p.is_keyframe)) for p in encoder.encode(image)]
-    frames += [(bytes(p), bool(p.is_keyframe)) for p in encoder.encode(None)]
-    assert len(frames) == count
-    return frames
-
-
-@functools.cache
-def opus_packets(count: int = SECONDS * 50, frequency: float = 440.0) -> list[bytes]:
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = AUDIO_RATE, "stereo", "s16"
-    encoder.open()
-    packets: list[bytes] = []
-    for index in range(count):
-        t = (np.arange(AUDIO_FRAME) + index * AUDIO_FRAME) / AUDIO_RATE
-        wave = (np.sin(2 * np.pi * frequency * t) * 9000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(
-            np.repeat(wave, 2).reshape(1, -1), format="s16", layout="stereo"
-        )
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = index * AUDIO_FRAME
-        packets += [bytes(p) for p in encoder.encode(frame)]
-    while len(packets) < count:  # the encoder's look-ahead holds the last few
-        packets.append(packets[-1])
-    return packets[:count]
 
 
 class FakeClock:
@@ -129,23 +67,6 @@ def feed(
 
 
 # -- reading files back ------------------------------------------------------
-
-
-def probe(path: Path) -> dict[str, Any]:
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
-def stream(info: dict[str, Any], kind: str) -> dict[str, Any]:
-    found = [s for s in info["streams"] if s["codec_type"] == kind]
-    assert len(found) == 1, info["streams"]
-    return found[0]
 
 
 def decoded_numbers(path: Path) -> list[int | None]:
@@ -206,7 +127,7 @@ def test_vp8_and_opus_are_written_as_sent(tmp_path: Path, clock: FakeClock) -> N
     feed(writer, clock, vp8_frames(), opus_packets(), video_ts=123_456, audio_ts=987_654)
     writer.close()
 
-    info = probe(path)
+    info = ffprobe(path)
     video, audio = stream(info, "video"), stream(info, "audio")
     assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 640, 360)
     assert (audio["codec_name"], audio["sample_rate"], audio["channels"]) == ("opus", "48000", 2)
@@ -226,7 +147,7 @@ def test_webm_holds_the_same(tmp_path: Path, clock: FakeClock) -> None:
     writer = PacketWriter(path, clock=clock)
     feed(writer, clock, vp8_frames()[:90], opus_packets()[:150])
     writer.close()
-    assert probe(path)["format"]["format_name"] == "matroska,webm"
+    assert ffprobe(path)["format"]["format_name"] == "matroska,webm"
     assert_consecutive(decoded_numbers(path))
 
 
@@ -298,7 +219,7 @@ def test_timestamps_wrap_and_a_new_connection_continues_the_file(
     assert times == sorted(times)
     gap = times[150] - times[149]
     assert gap == pytest.approx(3.0 + 1 / FPS, abs=0.05)
-    assert float(probe(path)["format"]["duration"]) == pytest.approx(13.0, abs=0.3)
+    assert float(ffprobe(path)["format"]["duration"]) == pytest.approx(13.0, abs=0.3)
 
 
 def test_a_burst_of_old_frames_at_the_start_is_caught_up(tmp_path: Path, clock: FakeClock) -> None:
@@ -425,7 +346,7 @@ def test_h264_goes_to_fragmented_mp4_that_survives_a_cut(tmp_path: Path, clock: 
     feed(writer, clock, h264_frames(), opus_packets())
     writer.close()
 
-    info = probe(path)
+    info = ffprobe(path)
     video, audio = stream(info, "video"), stream(info, "audio")
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 640, 360)
     assert audio["codec_name"] == "opus"
@@ -442,7 +363,7 @@ def test_h264_in_matroska(tmp_path: Path, clock: FakeClock) -> None:
     writer = PacketWriter(path, video=H264, clock=clock)
     feed(writer, clock, h264_frames()[:90], opus_packets()[:150])
     writer.close()
-    assert stream(probe(path), "video")["codec_name"] == "h264"
+    assert stream(ffprobe(path), "video")["codec_name"] == "h264"
     assert_consecutive(decoded_numbers(path))
 
 
@@ -466,7 +387,7 @@ def test_audio_only(tmp_path: Path, clock: FakeClock) -> None:
     writer = PacketWriter(path, video=None, clock=clock)
     feed(writer, clock, None, opus_packets()[:100])
     writer.close()
-    assert [s["codec_type"] for s in probe(path)["streams"]] == ["audio"]
+    assert [s["codec_type"] for s in ffprobe(path)["streams"]] == ["audio"]
     assert len(decoded_audio(path)) == pytest.approx(2 * AUDIO_RATE, rel=0.03)
 
 

@@ -10,6 +10,7 @@
  * backoff; a refused link is not.
  */
 import { ChatView } from "./chat.js";
+import { ChatDock } from "./chatdock.js";
 import { openDevices } from "./devices.js";
 import { errorText, t } from "./i18n.js";
 import { addLines, createPeerConnection, Negotiator, OFFER_ERRORS, watchConnection } from "./media.js";
@@ -26,8 +27,6 @@ const LIVE_GRACE_MS = 3000;
  * permission prompt that nobody answers must not keep the class from the lesson.
  * When the camera comes later, the page offers again with it. */
 const DEVICES_WAIT_MS = 3000;
-const TOASTS = 3;
-const TOAST_MS = 8000;
 const CAPS = new Set(["auto", "high", "low", "audio"]);
 const CAP_KEY = "zhuandi.cap";
 
@@ -42,10 +41,6 @@ const fullscreenButton = /** @type {HTMLButtonElement} */ (byId("fullscreen"));
 const handButton = /** @type {HTMLButtonElement} */ (byId("hand"));
 const qualitySelect = /** @type {HTMLSelectElement} */ (byId("quality"));
 const resumeButton = /** @type {HTMLButtonElement} */ (byId("resume-video"));
-const chatToggle = /** @type {HTMLButtonElement} */ (byId("chat-toggle"));
-const chatPanel = byId("chat-panel");
-const chatUnread = byId("chat-unread");
-const toasts = byId("toasts");
 const notices = {
   paused: byId("paused"),
   pausedText: byId("paused-text"),
@@ -117,6 +112,8 @@ const chat = new ChatView(
   },
 );
 
+const chatDock = new ChatDock(chat);
+
 // -- signalling ----------------------------------------------------------------
 
 function connect() {
@@ -144,7 +141,7 @@ function connect() {
         render();
       },
       chat(message) {
-        showChat(/** @type {any} */ (message));
+        chatDock.show(/** @type {any} */ (message));
       },
       answer(message) {
         const connection = pc;
@@ -362,44 +359,6 @@ function chooseCap(choice) {
   render();
 }
 
-/** @param {import("./chat.js").ChatMessage} message */
-function showChat(message) {
-  chat.add(message);
-  if (!chatPanel.hidden) {
-    return;
-  }
-  const unread = Number(chatUnread.textContent || "0") + 1;
-  chatUnread.textContent = String(unread);
-  chatUnread.hidden = false;
-  const toast = document.createElement("li");
-  toast.className = "toast";
-  toast.dataset.role = message.role;
-  const from = document.createElement("span");
-  from.className = "toast-from";
-  from.textContent = message.role === "teacher" ? t("chat.from_teacher", { name: message.from }) : message.from;
-  const text = document.createElement("span");
-  text.className = "toast-text";
-  text.textContent = message.text;
-  toast.append(from, text);
-  toasts.append(toast);
-  while (toasts.children.length > TOASTS) {
-    toasts.firstElementChild?.remove();
-  }
-  setTimeout(() => toast.remove(), TOAST_MS);
-}
-
-/** @param {boolean} open */
-function openChat(open) {
-  chatPanel.hidden = !open;
-  chatToggle.setAttribute("aria-expanded", String(open));
-  if (open) {
-    chatUnread.textContent = "";
-    chatUnread.hidden = true;
-    toasts.replaceChildren();
-    document.getElementById("chat-input")?.focus();
-  }
-}
-
 // -- view ----------------------------------------------------------------------
 
 /** Whether the lesson is on, counting a teacher's short switch of connection. */
@@ -509,8 +468,6 @@ handButton.addEventListener("click", () => {
 });
 qualitySelect.addEventListener("change", () => chooseCap(qualitySelect.value));
 resumeButton.addEventListener("click", () => chooseCap("auto"));
-chatToggle.addEventListener("click", () => openChat(chatPanel.hidden));
-byId("chat-close").addEventListener("click", () => openChat(false));
 soundButton.addEventListener("click", enableSound);
 fullscreenButton.addEventListener("click", () => {
   if (document.fullscreenElement) {
