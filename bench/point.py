@@ -170,7 +170,9 @@ async def server_metrics(
                 bound = line.split('le="', 1)[1].split('"', 1)[0]
                 histograms.setdefault(name, []).append((float(bound), float(line.split()[-1])))
     if forwarded is None:
-        raise ChildError("no zhuandi_forwarded_packets_total in /metrics")
+        raise ChildError(
+            f"no zhuandi_forwarded_packets_total in /metrics (HTTP {response.status}): {text[:300]!r}"
+        )
     return forwarded, {name: sorted(buckets) for name, buckets in histograms.items()}
 
 

@@ -55,7 +55,11 @@ def setup_router(app: web.Application, pool: WorkerPool) -> None:
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=None, connect=5)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # Every signalling socket holds a connection to its worker for as long as it is
+    # open: no pool limit (aiohttp's default of 100 made the 101st classroom wait,
+    # then fail as if its worker had restarted)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         app[HTTP] = session
         yield
 

@@ -2,6 +2,7 @@
 its lesson with it."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from server.tokens import Tokens, load_or_create_secret
 from tests.cli import Cli
-from tests.peers import Classroom, Teacher
+from tests.peers import Classroom, SignallingClient, Teacher
 from tests.test_cli_functional import free_port
 
 pytestmark = pytest.mark.timeout(150)
@@ -38,15 +39,15 @@ class Front:
                 return result
 
 
-@pytest.fixture
-async def front(tmp_path: Path) -> AsyncIterator[Front]:
+@contextlib.asynccontextmanager
+async def start_front(tmp_path: Path, **env: str) -> AsyncIterator[Front]:
     port = free_port()
     data = tmp_path / "var"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
         "--port", str(port), "--ice-address", "127.0.0.1", "--data-dir", str(data),
         "--workers", "2", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "ZHUANDI_SERVER_RECONNECT_GRACE": "30"},
+        env={**os.environ, "ZHUANDI_SERVER_RECONNECT_GRACE": "30", **env},
     )  # fmt: skip
     assert process.stdout is not None
     try:
@@ -61,6 +62,12 @@ async def front(tmp_path: Path) -> AsyncIterator[Front]:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@pytest.fixture
+async def front(tmp_path: Path) -> AsyncIterator[Front]:
+    async with start_front(tmp_path) as started:
+        yield started
 
 
 async def wait_until(predicate: Any, what: str, timeout: float = 30) -> None:
@@ -125,3 +132,28 @@ async def test_lessons_go_to_different_workers_and_survive_one_dying(front: Fron
         await cli.kill()
         for peer in (teacher_a, teacher_b, room_b):
             await peer.close()
+
+
+async def test_more_sockets_than_a_connection_pool_holds_all_reach_their_worker(
+    tmp_path: Path,
+) -> None:
+    """Every signalling socket is a connection from the front to a worker: 130
+    classrooms in one lesson all join (aiohttp's client pool holds 100 by default),
+    and /metrics still answers while they stay."""
+    count = 130
+    async with start_front(tmp_path, ZHUANDI_SERVER_MAX_PEERS_PER_LESSON=str(count + 1)) as front:
+        rooms = [SignallingClient(front.url) for _ in range(count)]
+        try:
+            for index, room in enumerate(rooms):
+                await room.connect()
+                await room.send(
+                    {"type": "join", "token": front.token("big", "classroom", f"c-{index}")}
+                )
+            for room in rooms:
+                await room.wait_for("joined", timeout=20)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(front.url + "/metrics") as response:
+                    text = await response.text()
+            assert f'zhuandi_peers{{role="classroom"}} {float(count)}' in text, text[:2000]
+        finally:
+            await asyncio.gather(*(room.close() for room in rooms), return_exceptions=True)
