@@ -26,6 +26,7 @@ import time
 from importlib import metadata
 from typing import Any
 
+from bench.children import ChildError
 from bench.clip import VIDEO_BITRATE, make_clip
 from bench.point import (
     FORWARD,
@@ -157,7 +158,13 @@ async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
         print(f"... {mode} N={n}", file=sys.stderr, flush=True)
         started = time.monotonic()
         await wait_until_idle(args.busy, timeout=60)
-        row = await measure(mode, n, settings)
+        try:
+            row = await measure(mode, n, settings)
+        except ChildError as error:
+            # one point failing must not lose the sweep's others
+            print(f"    failed: {error}", file=sys.stderr, flush=True)
+            await asyncio.sleep(2.0)
+            continue
         for attempt in range(2, args.retries + 2):
             if row.other_cpu_cores <= args.busy:
                 break

@@ -171,7 +171,8 @@ async def server_metrics(
                 histograms.setdefault(name, []).append((float(bound), float(line.split()[-1])))
     if forwarded is None:
         raise ChildError(
-            f"no zhuandi_forwarded_packets_total in /metrics (HTTP {response.status}): {text[:300]!r}"
+            f"no zhuandi_forwarded_packets_total in /metrics "
+            f"(HTTP {response.status}): {text[:300]!r}"
         )
     return forwarded, {name: sorted(buckets) for name, buckets in histograms.items()}
 
