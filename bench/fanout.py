@@ -33,6 +33,7 @@ from bench.point import (
     FORWARD_AIORTC,
     FORWARD_ASYNCIO,
     MODES,
+    OURS,
     STOCK,
     PointSettings,
     Row,
@@ -71,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"some of {', '.join(MODES)} ({FORWARD_AIORTC}: our server with media.fast_path "
         f"off on asyncio's loop; {FORWARD_ASYNCIO}: the fast path on asyncio's loop)",
     )
+    parser.add_argument(
+        "--lessons", type=_counts, default=[1],
+        help="lessons at once, each a teacher and N classrooms (e.g. 1,2)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per point")
     parser.add_argument("--warmup", type=float, default=3.0, help="wait after all receive")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole sweep this often")
@@ -92,17 +97,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
-    """(mode, N) points, interleaved by N so that both modes see the same machine."""
+def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """(mode, N, lessons) points, interleaved by N so that every mode sees the same
+    machine; more than one lesson at once only for our server."""
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(modes) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}; use {', '.join(MODES)}")
     wanted = {FORWARD: args.n, FORWARD_ASYNCIO: args.n, FORWARD_AIORTC: args.n, STOCK: args.stock_n}
-    points: list[tuple[str, int]] = []
+    points: list[tuple[str, int, int]] = []
     for _ in range(args.repeat):
         for n in sorted(set(args.n) | set(args.stock_n)):
-            points.extend((mode, n) for mode in modes if n in wanted[mode])
+            for mode in modes:
+                if n in wanted[mode]:
+                    points.extend((mode, n, k) for k in args.lessons if k == 1 or mode in OURS)
     return points
 
 
@@ -154,12 +162,13 @@ async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
         remb=args.remb,
     )
     rows = []
-    for mode, n in plan(args):
-        print(f"... {mode} N={n}", file=sys.stderr, flush=True)
+    for mode, n, lessons in plan(args):
+        label = f" x {lessons} lessons" if lessons > 1 else ""
+        print(f"... {mode} N={n}{label}", file=sys.stderr, flush=True)
         started = time.monotonic()
         await wait_until_idle(args.busy, timeout=60)
         try:
-            row = await measure(mode, n, settings)
+            row = await measure(mode, n, settings, lessons)
         except ChildError as error:
             # one point failing must not lose the sweep's others
             print(f"    failed: {error}", file=sys.stderr, flush=True)
@@ -175,7 +184,7 @@ async def sweep(args: argparse.Namespace, workdir: Path) -> list[Row]:
                 flush=True,
             )
             await wait_until_idle(args.busy, timeout=180)
-            again = await measure(mode, n, settings)
+            again = await measure(mode, n, settings, lessons)
             again.attempts = attempt
             if again.other_cpu_cores < row.other_cpu_cores:
                 row = again

@@ -64,7 +64,7 @@ class Row:
     """One (mode, N) measurement; see docs/benchmarks.md for what each field means."""
 
     mode: str
-    n: int
+    n: int  # classrooms in each lesson
     window_s: float
     connected: int
     server_cpu_cores: float
@@ -95,6 +95,7 @@ class Row:
     loop_lag_ms_p99: float | None = None
     loop_lag_ms_max_bucket: float | None = None
     attempts: int = 1
+    lessons: int = 1  # lessons at once, each a teacher and n classrooms
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -112,12 +113,14 @@ def free_port() -> int:
         return port
 
 
-async def start_server(mode: str, port: int, settings: PointSettings, n: int) -> Child:
+async def start_server(
+    mode: str, port: int, settings: PointSettings, n: int, lessons: int = 1
+) -> Child:
     logs = settings.workdir
     if mode == STOCK:
         args = ["-m", "bench.stock_server", "--port", str(port)]
         return await Child.start(f"{mode}-{n}-server", args, logs, talk=False)
-    data_dir = settings.workdir / f"var-{n}"
+    data_dir = settings.workdir / f"var-{n}x{lessons}"
     args = [
         "-m", "server.cli", "serve",
         "--host", "127.0.0.1",
@@ -128,7 +131,7 @@ async def start_server(mode: str, port: int, settings: PointSettings, n: int) ->
     env = {
         "ZHUANDI_TOKENS_SECRET": settings.secret,
         "ZHUANDI_SERVER_MAX_PEERS_PER_LESSON": str(n + 8),
-        "ZHUANDI_SERVER_MAX_PEERS": str(n + 8),
+        "ZHUANDI_SERVER_MAX_PEERS": str(lessons * (n + 8)),
         "ZHUANDI_RECORDER_ENABLED": "false",
         "ZHUANDI_MEDIA_FAST_PATH": "false" if mode == FORWARD_AIORTC else "true",
         "ZHUANDI_MEDIA_EVENT_LOOP": "uvloop" if mode == FORWARD else "asyncio",
@@ -198,10 +201,10 @@ def _add(totals: dict[str, int], more: dict[str, Any]) -> None:
 
 
 async def video_layers(
-    session: aiohttp.ClientSession, url: str, teacher_token: str
+    session: aiohttp.ClientSession, url: str, lesson: str, teacher_token: str
 ) -> dict[str, int]:
     """How many classrooms receive each ladder layer (our server's stats API)."""
-    async with session.get(f"{url}/api/lessons/{LESSON}/stats?token={teacher_token}") as response:
+    async with session.get(f"{url}/api/lessons/{lesson}/stats?token={teacher_token}") as response:
         stats = await response.json()
     layers: dict[str, int] = {}
     for classroom in stats.get("classrooms", []):
@@ -310,15 +313,20 @@ def _increments(cumulative: list[tuple[float, float]]) -> list[tuple[float, floa
     return result
 
 
-async def measure(mode: str, n: int, settings: PointSettings) -> Row:
-    """Run one point; every child is stopped before this returns or raises."""
+async def measure(mode: str, n: int, settings: PointSettings, lessons: int = 1) -> Row:
+    """Run one point: `lessons` lessons at once, each a teacher and `n` classrooms.
+    Every child is stopped before this returns or raises."""
     load = load_average()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     tokens = Tokens(settings.secret)
     logs = settings.workdir
-    server = await start_server(mode, port, settings, n)
+    if lessons > 1 and mode not in OURS:
+        raise ChildError(f"{mode}: one lesson only")
+    server = await start_server(mode, port, settings, n, lessons)
     clients: list[Child] = []
+    names = [LESSON] if lessons == 1 else [f"{LESSON}-{k + 1}" for k in range(lessons)]
+    point = f"{mode}-{n}" + (f"x{lessons}" if lessons > 1 else "")
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
@@ -327,15 +335,16 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
                     return response.status == 200
 
             await wait_until(healthy, "no /healthz", server, 30)
-            teacher = tokens.issue(LESSON, "teacher", "teacher", 3600)
-            publisher = await Child.start(
-                f"{mode}-{n}-publisher",
-                ["-m", "bench.publisher", url, teacher, str(settings.clip)],
-                logs,
-                talk=True,
-            )
-            clients.append(publisher)
-            await publisher.read_event(40)
+            teachers = {name: tokens.issue(name, "teacher", "teacher", 3600) for name in names}
+            for name, teacher in teachers.items():
+                publisher = await Child.start(
+                    f"{point}-{name}-publisher",
+                    ["-m", "bench.publisher", url, teacher, str(settings.clip)],
+                    logs,
+                    talk=True,
+                )
+                clients.append(publisher)
+                await publisher.read_event(40)
             if mode == STOCK:
 
                 async def teacher_tracks() -> bool:
@@ -345,19 +354,22 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
                 await wait_until(teacher_tracks, "no teacher tracks", server, 20)
             await asyncio.sleep(1.0)
             started = []
-            for first in range(0, n, settings.per_process):
-                count = min(settings.per_process, n - first)
-                room_tokens = [
-                    tokens.issue(LESSON, "classroom", f"classroom-{first + i + 1}", 3600)
-                    for i in range(count)
-                ]
-                decode = settings.decoders if first == 0 else 0
-                args = ["-m", "bench.receivers", url, *room_tokens, "--decode", str(decode)]
-                if settings.remb:
-                    args.append("--remb")
-                child = await Child.start(f"{mode}-{n}-receivers-{first}", args, logs, talk=True)
-                clients.append(child)
-                started.append(child)
+            for name in names:
+                for first in range(0, n, settings.per_process):
+                    count = min(settings.per_process, n - first)
+                    room_tokens = [
+                        tokens.issue(name, "classroom", f"classroom-{first + i + 1}", 3600)
+                        for i in range(count)
+                    ]
+                    decode = settings.decoders if first == 0 else 0
+                    args = ["-m", "bench.receivers", url, *room_tokens, "--decode", str(decode)]
+                    if settings.remb:
+                        args.append("--remb")
+                    child = await Child.start(
+                        f"{point}-{name}-receivers-{first}", args, logs, talk=True
+                    )
+                    clients.append(child)
+                    started.append(child)
             readies = await asyncio.gather(*(c.read_event(90) for c in started))
             problems = [r for r in readies if r.get("errors") or r.get("without_frames")]
             await asyncio.sleep(settings.warmup)
@@ -366,10 +378,14 @@ async def measure(mode: str, n: int, settings: PointSettings) -> Row:
             second_sample = await _sample(session, url, server, clients)
             rss = sum(rss_bytes(pid) for pid in process_tree(server.pid))
             row = _row(mode, n, first_sample, second_sample, rss, load)
+            row.lessons = lessons
             if first_sample.server_processes != second_sample.server_processes:
                 row.notes.append("the server's processes changed during the window")
             if mode in OURS:
-                row.layers = await video_layers(session, url, teacher)
+                row.layers = {}
+                for name, teacher in teachers.items():
+                    for layer, count in (await video_layers(session, url, name, teacher)).items():
+                        row.layers[layer] = row.layers.get(layer, 0) + count
                 lower = sum(v for k, v in row.layers.items() if k != "top")
                 if lower:
                     row.fell_behind = True

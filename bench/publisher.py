@@ -31,7 +31,7 @@ async def publish(url: str, token: str, clip: Path) -> None:
     try:
         pc.addTransceiver(audio_track, direction="sendonly")
         prefer_codec(pc.addTransceiver(video_track, direction="sendonly"), "VP8")
-        await signalling.join(token, "bench", "teacher")
+        await signalling.join(token, "teacher")
         await signalling.negotiate(pc)
         emit("ready")
         async for command in commands(await stdin_reader()):

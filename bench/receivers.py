@@ -109,7 +109,7 @@ class Receiver:
                 prefer_codec(transceiver, "VP8")
             if self.decode:
                 self._tap(transceiver)
-        await self.signalling.join(self.token, "bench", "classroom")
+        await self.signalling.join(self.token, "classroom")
         await self.signalling.negotiate(self.pc)
         if not self.decode:
             self._count_packets()  # before DTLS is up: no packet is missed

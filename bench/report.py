@@ -30,6 +30,7 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
     """Per mode: marginal µs of server CPU per forwarded packet and CPU per subscriber
     (slopes over the rows that kept up), and the Ns that fell behind."""
     modes: dict[str, Any] = {}
+    rows = [r for r in rows if r.lessons == 1]  # several lessons: see per_lesson()
     for mode in sorted({r.mode for r in rows}):
         mine = [r for r in rows if r.mode == mode]
         fit_rows = [r for r in mine if not r.fell_behind]
@@ -63,6 +64,25 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
     return modes
 
 
+def per_lesson(rows: Sequence[Row]) -> dict[str, Any]:
+    """Server CPU per lesson with several lessons at once over the CPU of one lesson
+    alone, same mode and N (1.0: a lesson costs the same however many run; the
+    workers put them on different cores)."""
+    result: dict[str, Any] = {}
+    for r in rows:
+        if r.lessons == 1:
+            continue
+        alone = [a.server_cpu_cores for a in rows if (a.mode, a.n, a.lessons) == (r.mode, r.n, 1)]
+        if alone and statistics.median(alone) > 0:
+            result[f"{r.mode} N={r.n} x{r.lessons}"] = {
+                "cores_per_lesson": _round(r.server_cpu_cores / r.lessons),
+                "cores_one_lesson": _round(statistics.median(alone)),
+                "ratio": _round(r.server_cpu_cores / r.lessons / statistics.median(alone), 3),
+                "fell_behind": r.fell_behind,
+            }
+    return result
+
+
 def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
     """Stock over forward: of the marginal costs, and of the average µs per packet
     at each N both modes ran (median over repeats; where stock fell behind, its
@@ -92,11 +112,16 @@ def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
             "marginal_us_per_packet", FORWARD_AIORTC
         ),
         "asyncio_loop_over_uvloop_us_per_packet": ratio("marginal_us_per_packet", FORWARD_ASYNCIO),
+        "per_lesson_several_over_one": per_lesson(rows),
     }
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _times(row: Row) -> str:
+    return "" if row.lessons == 1 else f" x{row.lessons} lessons"
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -110,8 +135,9 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
         f"{'others':>8}  notes"
     ]
     for r in rows:
+        mode = r.mode if r.lessons == 1 else f"{r.mode} x{r.lessons}"
         lines.append(
-            f"{r.mode:<15}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%{r.forwarded_pps:>11.0f}"
+            f"{mode:<15}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%{r.forwarded_pps:>11.0f}"
             f"{_fmt(r.pps_per_core, '.0f'):>12}{_fmt(r.us_per_packet_avg, '.1f'):>11}"
             f"{r.server_rss_mb:>8.0f}{r.video_fps_per_receiver:>8.1f}"
             f"{r.video_kbps_per_receiver:>9.0f}{r.client_cpu_cores * 100:>8.0f}%"
@@ -120,7 +146,7 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
     for r in rows:
         if r.latency_ms_p50 is not None:
             lines.append(
-                f"latency {r.mode} N={r.n}: in->out p50 {_fmt(r.latency_ms_p50, '.2f')} "
+                f"latency {r.mode} N={r.n}{_times(r)}: in->out p50 {_fmt(r.latency_ms_p50, '.2f')} "
                 f"p95 {_fmt(r.latency_ms_p95, '.2f')} p99 {_fmt(r.latency_ms_p99, '.2f')} ms; "
                 f"loop lag p99 {_fmt(r.loop_lag_ms_p99, '.2f')} ms "
                 f"(worst bucket {_fmt(r.loop_lag_ms_max_bucket, '.1f')} ms)"
@@ -128,8 +154,8 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
     for r in rows:
         if r.decode_receivers:
             lines.append(
-                f"decoded {r.mode} N={r.n}: {r.decoded_fps:.1f} numbered frames/s per decoding "
-                f"receiver, {r.decode_damaged} damaged, {r.decode_gaps} gaps; "
+                f"decoded {r.mode} N={r.n}{_times(r)}: {r.decoded_fps:.1f} numbered frames/s "
+                f"per decoding receiver, {r.decode_damaged} damaged, {r.decode_gaps} gaps; "
                 f"{r.missing_packets} packets missing at the counting receivers"
             )
     for mode, s in modes.items():
@@ -152,6 +178,11 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
         lines.append(
             f"fast path on asyncio's loop / on uvloop: "
             f"{ratio['asyncio_loop_over_uvloop_us_per_packet']:.2f}x per packet (marginal)"
+        )
+    for point, value in ratio["per_lesson_several_over_one"].items():
+        lines.append(
+            f"{point}: {value['cores_per_lesson'] * 100:.1f}% of a core per lesson, "
+            f"{value['cores_one_lesson'] * 100:.1f}% for one alone: {value['ratio']}x"
         )
     lines.append(
         f"stock/forward: {_fmt(ratio['stock_over_forward_us_per_packet'], '.1f')}x per packet "
@@ -180,7 +211,7 @@ def plot(rows: Sequence[Row], path: Path) -> str | None:
     }
     for mode in sorted({r.mode for r in rows}):
         color, label = styles.get(mode, ("tab:gray", mode))
-        mine = sorted((r for r in rows if r.mode == mode), key=lambda r: r.n)
+        mine = sorted((r for r in rows if r.mode == mode and r.lessons == 1), key=lambda r: r.n)
         ax.plot([r.n for r in mine], [r.server_cpu_cores * 100 for r in mine], "-", color=color)
         ok = [r for r in mine if not r.fell_behind]
         bad = [r for r in mine if r.fell_behind]
