@@ -31,7 +31,6 @@ from bench.clip import VIDEO_BITRATE, make_clip
 from bench.point import (
     FORWARD,
     FORWARD_AIORTC,
-    FORWARD_ASYNCIO,
     MODES,
     OURS,
     STOCK,
@@ -69,8 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--modes",
         default=f"{FORWARD},{STOCK}",
-        help=f"some of {', '.join(MODES)} ({FORWARD_AIORTC}: our server with media.fast_path "
-        f"off on asyncio's loop; {FORWARD_ASYNCIO}: the fast path on asyncio's loop)",
+        help=f"some of {', '.join(MODES)} ({FORWARD_AIORTC}: our server with media.fast_path off)",
     )
     parser.add_argument(
         "--lessons", type=_counts, default=[1],
@@ -104,7 +102,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     unknown = set(modes) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}; use {', '.join(MODES)}")
-    wanted = {FORWARD: args.n, FORWARD_ASYNCIO: args.n, FORWARD_AIORTC: args.n, STOCK: args.stock_n}
+    wanted = {FORWARD: args.n, FORWARD_AIORTC: args.n, STOCK: args.stock_n}
     points: list[tuple[str, int, int]] = []
     for _ in range(args.repeat):
         for n in sorted(set(args.n) | set(args.stock_n)):

@@ -17,12 +17,11 @@ from media.delay import quantile
 from server.tokens import Tokens
 
 LESSON = "bench"
-FORWARD = "forward"  # our server as configured by default (fast send path, uvloop)
-FORWARD_ASYNCIO = "forward-asyncio"  # the fast path on asyncio's own loop
-FORWARD_AIORTC = "forward-aiortc"  # aiortc's RTCRtpSender on asyncio's loop: the stock path
+FORWARD = "forward"  # our server as configured by default (its fast send path)
+FORWARD_AIORTC = "forward-aiortc"  # our server sending through aiortc's RTCRtpSender
 STOCK = "mediarelay"  # bench/stock_server.py: decode once, encode per subscriber
-MODES = (FORWARD, FORWARD_ASYNCIO, FORWARD_AIORTC, STOCK)
-OURS = (FORWARD, FORWARD_ASYNCIO, FORWARD_AIORTC)
+MODES = (FORWARD, FORWARD_AIORTC, STOCK)
+OURS = (FORWARD, FORWARD_AIORTC)
 CLIP_FPS = 30.0
 # A point "fell behind" when its receivers got fewer video frames a second than this,
 # or some were not on the top (forwarded) layer, or its server used this share of
@@ -134,7 +133,6 @@ async def start_server(
         "ZHUANDI_SERVER_MAX_PEERS": str(lessons * (n + 8)),
         "ZHUANDI_RECORDER_ENABLED": "false",
         "ZHUANDI_MEDIA_FAST_PATH": "false" if mode == FORWARD_AIORTC else "true",
-        "ZHUANDI_MEDIA_EVENT_LOOP": "uvloop" if mode == FORWARD else "asyncio",
     }
     return await Child.start(f"{mode}-{n}-server", args, logs, talk=False, env=env)
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import av
-import uvloop
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import StreamStatistics
@@ -259,7 +258,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(run(args.url, args.tokens, args.decode, args.timeout, args.remb))
+        asyncio.run(run(args.url, args.tokens, args.decode, args.timeout, args.remb))
 
 
 if __name__ == "__main__":

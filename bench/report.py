@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.point import FORWARD, FORWARD_AIORTC, FORWARD_ASYNCIO, OTHERS_NOTED, STOCK, Row
+from bench.point import FORWARD, FORWARD_AIORTC, OTHERS_NOTED, STOCK, Row
 
 
 def least_squares(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float] | None:
@@ -111,7 +111,6 @@ def ratios(rows: Sequence[Row], modes: dict[str, Any]) -> dict[str, Any]:
         "aiortc_sender_over_fast_path_us_per_packet": ratio(
             "marginal_us_per_packet", FORWARD_AIORTC
         ),
-        "asyncio_loop_over_uvloop_us_per_packet": ratio("marginal_us_per_packet", FORWARD_ASYNCIO),
         "per_lesson_several_over_one": per_lesson(rows),
     }
 
@@ -174,11 +173,6 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
             f"our server, aiortc's sender path / fast path: "
             f"{ratio['aiortc_sender_over_fast_path_us_per_packet']:.2f}x per packet (marginal)"
         )
-    if ratio["asyncio_loop_over_uvloop_us_per_packet"] is not None:
-        lines.append(
-            f"fast path on asyncio's loop / on uvloop: "
-            f"{ratio['asyncio_loop_over_uvloop_us_per_packet']:.2f}x per packet (marginal)"
-        )
     for point, value in ratio["per_lesson_several_over_one"].items():
         lines.append(
             f"{point}: {value['cores_per_lesson'] * 100:.1f}% of a core per lesson, "
@@ -205,8 +199,7 @@ def plot(rows: Sequence[Row], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     styles = {
         FORWARD: ("tab:blue", "our forwarding server"),
-        FORWARD_ASYNCIO: ("tab:cyan", "ours, on asyncio's loop"),
-        FORWARD_AIORTC: ("tab:green", "ours, through aiortc's sender (asyncio)"),
+        FORWARD_AIORTC: ("tab:green", "ours, through aiortc's sender"),
         STOCK: ("tab:red", "aiortc MediaRelay"),
     }
     for mode in sorted({r.mode for r in rows}):

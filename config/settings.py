@@ -71,8 +71,6 @@ class MediaSettings:
     # Forward through media/fastsender.py (packetize once, send from the fan-out loop)
     # rather than through aiortc's sender path.
     fast_path: bool = True
-    # The media workers' event loop: "uvloop" (libuv, faster) or "asyncio"
-    event_loop: str = "uvloop"
     # coturn with use-auth-secret: browsers get short-lived credentials for these URLs
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
@@ -301,10 +299,6 @@ def _validate(instance: Any, path: str) -> None:
         if instance.video_codec not in ("VP8", "H264"):
             raise ConfigError(
                 f"media.video_codec must be 'VP8' or 'H264', not {instance.video_codec!r}"
-            )
-        if instance.event_loop not in ("uvloop", "asyncio"):
-            raise ConfigError(
-                f"media.event_loop must be 'uvloop' or 'asyncio', not {instance.event_loop!r}"
             )
         if instance.keyframe_min_interval <= 0 or instance.keyframe_cache_seconds < 0:
             raise ConfigError("media.keyframe_min_interval must be positive")

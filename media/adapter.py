@@ -7,7 +7,6 @@ not the rest of the project. See ../shared/research/aiortc-1.16.md §1.
 """
 
 import logging
-import os
 import queue
 import socket
 import time
@@ -387,7 +386,6 @@ class SenderWiring:
         )
         self._nominated: dict[int, Any] = self.dtls.transport._connection._nominated
         self._route: Route | None = None
-        self._duplicate: socket.socket | None = None
         self.dtls.on("statechange", self._forget_route)
 
     def protect(self, data: bytes) -> bytes | None:
@@ -417,9 +415,9 @@ class SenderWiring:
             def fallback(data: bytes) -> None:
                 transport.sendto(data, address)
 
-            sock = self._socket_of(transport)
+            sock = getattr(transport, "_sock", None)  # asyncio's selector transport
             sender = gso.Sender(
-                sock,
+                sock if isinstance(sock, socket.socket) else None,
                 address,
                 fallback,
                 getattr(transport, "get_write_buffer_size", lambda: 0),
@@ -436,28 +434,8 @@ class SenderWiring:
 
         return Route(pair, lean_protect(session), send, send_many)
 
-    def _socket_of(self, transport: Any) -> socket.socket | None:
-        """The UDP socket under an ICE candidate's transport, to send on directly:
-        asyncio's own, or with uvloop (which shows only a stand-in) a duplicate of
-        its file descriptor, closed when the route is forgotten."""
-        own = getattr(transport, "_sock", None)
-        if isinstance(own, socket.socket):
-            return own
-        shown = transport.get_extra_info("socket")
-        if shown is None:
-            return None
-        self._close_duplicate()
-        self._duplicate = socket.socket(fileno=os.dup(shown.fileno()))
-        return self._duplicate
-
-    def _close_duplicate(self) -> None:
-        if self._duplicate is not None:
-            self._duplicate.close()
-            self._duplicate = None
-
     def _forget_route(self, *args: Any) -> None:
         self._route = None
-        self._close_duplicate()
 
     def take_over(self, retransmit: Callable[[int], Any]) -> None:
         """From now on this side sends: aiortc's sender keeps its RTCP (reports,

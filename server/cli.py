@@ -144,12 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
         media["ice_servers"] = [{"urls": [url]} for url in args.ice_servers]
     settings = _settings(args, {"server": server, "media": media})
     configure_logging(settings.server.log_format, settings.server.log_level)
-    from server import eventloop
     from server.serve import run_server
 
-    # with media workers the front carries no media: the standard loop will do
-    loop = settings.media.event_loop if settings.server.workers == 0 else "asyncio"
-    eventloop.run(run_server(settings, demo=args.demo), loop)
+    asyncio.run(run_server(settings, demo=args.demo))
     return 0
 
 

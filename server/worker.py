@@ -16,7 +16,6 @@ from typing import Any
 from aiohttp import web
 
 from config import settings_from_dict
-from server import eventloop
 from server.logs import configure_logging
 from server.workers import READY
 
@@ -67,7 +66,7 @@ async def _front_gone(index: int, stop: asyncio.Event) -> None:
 
 def main() -> None:
     data = json.loads(Path(sys.argv[1]).read_text())
-    eventloop.run(run(data, int(sys.argv[2])), settings_from_dict(data).media.event_loop)
+    asyncio.run(run(data, int(sys.argv[2])))
 
 
 if __name__ == "__main__":

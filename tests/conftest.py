@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvloop
 from aiohttp import web
 
 from config import Settings, load_settings
@@ -18,14 +17,6 @@ from server.app import create_app
 from server.keys import LESSONS, TOKENS
 from server.lessons import Lessons
 from server.tokens import Tokens
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    """The standard loop for every test; a module that sets BOTH_LOOPS runs each of
-    its tests on uvloop's too (what the media workers run by default)."""
-    if getattr(getattr(item, "module", None), "BOTH_LOOPS", False):
-        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-    return {"asyncio": asyncio.new_event_loop}
 
 
 @dataclass

@@ -18,12 +18,6 @@ from tests.peers import Classroom, Teacher
 pytestmark = pytest.mark.timeout(90)
 
 
-# conftest.py runs each test of this module on both loops a media worker can run
-# (`media.event_loop`): with uvloop the fast path sends on a duplicate of the ICE
-# socket's descriptor.
-BOTH_LOOPS = True
-
-
 def video_receiver(room: Classroom) -> Any:
     return next(t.receiver for t in room.pc.getTransceivers() if t.kind == "video")
 
