@@ -96,6 +96,8 @@ class LayerController:
         self._remb_low_since: float | None = None
         self._ceiling: tuple[float, float] | None = None  # (bps, when measured)
         self._settle_until = 0.0
+        # the highest sequence number reported when video resumed from a pause
+        self._resumed_at_sequence: int | None = None
         self.loss = 0.0
         self.queue = 0.0  # seconds of round trip above the least seen lately
         self.estimate: float | None = None
@@ -116,6 +118,14 @@ class LayerController:
             reports.clear()  # sequence numbers restarted (a new sender)
         if now < self._settle_until:
             reports.clear()  # right after a switch down: count from when it has settled
+        resumed_at = self._resumed_at_sequence
+        if resumed_at is not None and highest_sequence > resumed_at:
+            # The first report since video resumed that shows new packets also shows,
+            # as lost, the tail of what a full line dropped before video paused (only
+            # a later packet reveals a gap): count from this report on. That loss
+            # paused video again at once, with the line back at 2.5 Mbit/s.
+            reports.clear()
+            self._resumed_at_sequence = None
         reports.append((now, highest_sequence, packets_lost))
         while len(reports) > 2 and reports[1][0] <= now - self._loss_window:
             reports.popleft()
@@ -351,6 +361,7 @@ class LayerController:
                 # the loss counted before video paused (the last of a full line's
                 # queue) says nothing of the line now: it paused video again at once
                 self._fresh_windows()
+                self._resumed_at_sequence = self._reports[-1][1] if self._reports else None
         else:
             self._remb_caught_up = True
             self._settle_until = now + SETTLE

@@ -279,3 +279,37 @@ def test_video_comes_back_to_the_lowest_layer_whatever_the_ceiling() -> None:
         t += 0.5
     # no longer than the hold after congestion, although 180p is above the ceiling
     assert back is not None and back - paused_at <= 10.5, back
+
+
+def test_the_tail_lost_before_a_pause_does_not_pause_video_again_on_resuming() -> None:
+    c = controller(initial=2)
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=150_000)
+    seq, lost = 1000, 0
+    t = 1.0
+    while c.layer is not None and t < 20:  # a flooded line pauses video
+        seq += 20
+        lost += 10
+        c.report(t, seq, lost)
+        c.update(t, remb=None, sent_bps=150_000)
+        t += 0.5
+    assert c.layer is None
+    while c.layer is None and t < 60:  # nothing sent, nothing new reported
+        c.report(t, seq, lost)
+        c.update(t, remb=None, sent_bps=0)
+        t += 0.5
+    assert c.layer == 2, "the line recovered: video resumes"
+    # The first report since resuming reveals the 30 packets the flooded line
+    # dropped at the end, before the pause (a gap shows only once a later packet
+    # arrives); after it, the recovered line loses nothing.
+    seq += 40
+    lost += 30
+    layers = []
+    for _ in range(20):
+        c.report(t, seq, lost)
+        decision = c.update(t, remb=None, sent_bps=150_000)
+        if decision is not None:
+            layers.append(decision.layer)
+        seq += 20
+        t += 0.5
+    assert c.layer == 2 and None not in layers, layers
