@@ -96,6 +96,8 @@ class LayerController:
         self._remb_low_since: float | None = None
         self._ceiling: tuple[float, float] | None = None  # (bps, when measured)
         self._settle_until = 0.0
+        self._resumed_probe = False  # the last move resumed video from a pause
+        self._probe_failed = False  # the last congestion came within a probe's window
         # the highest sequence number reported when video resumed from a pause
         self._resumed_at_sequence: int | None = None
         self.loss = 0.0
@@ -201,8 +203,11 @@ class LayerController:
 
         if self.congested:
             self._lower_ceiling(now, total)
-            if self._probe_at is not None and now - self._probe_at < self._probe_window:
-                self._hold = min(self._hold * 2, self._max_hold)  # the probe failed
+            self._probe_failed = (
+                self._probe_at is not None and now - self._probe_at < self._probe_window
+            )
+            if self._probe_failed:
+                self._hold = min(self._hold * 2, self._max_hold)
             else:
                 # the line itself got worse: give it a while before trying again
                 self._hold = max(self._hold, CONGESTED_HOLD)
@@ -353,6 +358,14 @@ class LayerController:
             return None
         going_up = target is not None and (self.layer is None or target < self.layer)
         resuming = self.layer is None and target is not None
+        if target is None and self.layer is not None and self.cap is not None:
+            # Pausing. Video comes back after the hold that congestion sets, not after
+            # one doubled by failed probes between layers earlier (in a full-suite run
+            # it came back 12 s after the line recovered); only a failed resume doubles.
+            if not (self._resumed_probe and self._probe_failed):
+                self._hold = CONGESTED_HOLD
+                self._hold_until = now + CONGESTED_HOLD
+        self._resumed_probe = resuming
         self.layer = target
         if going_up:
             self._remb_at_switch = self.remb

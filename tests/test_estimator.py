@@ -313,3 +313,32 @@ def test_the_tail_lost_before_a_pause_does_not_pause_video_again_on_resuming() -
         seq += 20
         t += 0.5
     assert c.layer == 2 and None not in layers, layers
+
+
+def test_failed_probes_between_layers_do_not_delay_video_coming_back_from_a_pause() -> None:
+    c = controller(initial=1)
+    t, seq, lost = 0.0, 1000, 0
+    while t < 90:  # the top layer does not fit: its probes fail and the hold doubles
+        seq += 50
+        if c.layer == 0:
+            lost += 10
+        c.report(t, seq, lost)
+        c.update(t, remb=None, sent_bps=1_500_000 if c.layer == 0 else 450_000)
+        t += 0.5
+    assert c._hold > 10.0  # doubled past the hold after congestion
+    while c.layer is not None and t < 120:  # then the line collapses: video pauses
+        seq += 20
+        lost += 15
+        c.report(t, seq, lost)
+        c.update(t, remb=None, sent_bps=450_000 if c.layer == 1 else 150_000)
+        t += 0.5
+    assert c.layer is None
+    last_congested, back = t, None
+    while t < last_congested + 40:  # the line is fine again
+        c.report(t, seq, lost)
+        decision = c.update(t, remb=None, sent_bps=0)
+        if decision is not None and decision.layer == 2:
+            back = t
+            break
+        t += 0.5
+    assert back is not None and back - last_congested <= 10.5, (back, last_congested)
