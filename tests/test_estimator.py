@@ -255,45 +255,46 @@ def test_a_line_the_top_layer_flooded_is_not_probed_above_what_got_through_for_a
     assert ups[0] > 30, f"probed 360p {ups[0]:.1f} s after the flood"
 
 
-def test_video_comes_back_to_the_lowest_layer_whatever_the_ceiling() -> None:
+def paused_on_180p_by_heavy_loss() -> tuple[LayerController, float, int, int]:
+    """A controller on 180p whose line (100 kbit/s) loses half of it until video
+    pauses: (the controller, the time, the sequence number, the packets lost)."""
     c = controller(initial=2)
     c.report(0.0, 1000, 0)
     c.update(0.0, remb=None, sent_bps=150_000)
     seq, lost = 1000, 0
     t = 1.0
-    while c.layer is not None and t < 20:  # a 100 kbit/s line: heavy loss pauses video
+    while c.layer is not None and t < 20:
         seq += 20
         lost += 10
         c.report(t, seq, lost)
         c.update(t, remb=None, sent_bps=150_000)
         t += 0.5
     assert c.layer is None
-    paused_at, back = t, None
-    while t < paused_at + 30:  # then the line is fine again
-        seq += 20
+    return c, t, seq, lost
+
+
+def back_from_pause(c: LayerController, t: float, seq: int, lost: int) -> float | None:
+    """When video comes back to 180p, from `t` on, on a line that is fine again
+    (nothing sent while paused); None if not within 40 s."""
+    start = t
+    while t < start + 40:
         c.report(t, seq, lost)
         decision = c.update(t, remb=None, sent_bps=0)
         if decision is not None and decision.layer == 2:
-            back = t
-            break
+            return t
         t += 0.5
+    return None
+
+
+def test_video_comes_back_to_the_lowest_layer_whatever_the_ceiling() -> None:
+    c, t, seq, lost = paused_on_180p_by_heavy_loss()
+    back = back_from_pause(c, t, seq, lost)
     # no longer than the hold after congestion, although 180p is above the ceiling
-    assert back is not None and back - paused_at <= 10.5, back
+    assert back is not None and back - t <= 10.5, back
 
 
 def test_the_tail_lost_before_a_pause_does_not_pause_video_again_on_resuming() -> None:
-    c = controller(initial=2)
-    c.report(0.0, 1000, 0)
-    c.update(0.0, remb=None, sent_bps=150_000)
-    seq, lost = 1000, 0
-    t = 1.0
-    while c.layer is not None and t < 20:  # a flooded line pauses video
-        seq += 20
-        lost += 10
-        c.report(t, seq, lost)
-        c.update(t, remb=None, sent_bps=150_000)
-        t += 0.5
-    assert c.layer is None
+    c, t, seq, lost = paused_on_180p_by_heavy_loss()
     while c.layer is None and t < 60:  # nothing sent, nothing new reported
         c.report(t, seq, lost)
         c.update(t, remb=None, sent_bps=0)
@@ -333,12 +334,5 @@ def test_failed_probes_between_layers_do_not_delay_video_coming_back_from_a_paus
         c.update(t, remb=None, sent_bps=450_000 if c.layer == 1 else 150_000)
         t += 0.5
     assert c.layer is None
-    last_congested, back = t, None
-    while t < last_congested + 40:  # the line is fine again
-        c.report(t, seq, lost)
-        decision = c.update(t, remb=None, sent_bps=0)
-        if decision is not None and decision.layer == 2:
-            back = t
-            break
-        t += 0.5
-    assert back is not None and back - last_congested <= 10.5, (back, last_congested)
+    back = back_from_pause(c, t, seq, lost)
+    assert back is not None and back - t <= 10.5, (back, t)
