@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 import av
 
 from media.bitstream import VP8, is_keyframe, vp8_size
-from media.fanout import FanOut, Sink
+from media.delay import FORWARD_DELAY
 from media.keyframe import KeyframeRequester
 from media.rate import RateMeter
 from media.timeline import Timeline
@@ -24,6 +24,7 @@ from media.track import ForwardTrack, time_base
 
 logger = logging.getLogger(__name__)
 
+Sink = Callable[[av.Packet, bool], None]
 # A joining subscriber is sent the cached keyframe and what followed it at once: no
 # more than this, or the burst floods a slow line's shaper (a fresh keyframe is asked
 # for instead).
@@ -55,7 +56,6 @@ class Source:
         self._queue_frames = queue_frames
         self._cache_seconds = keyframe_cache_seconds
         self._sinks: dict[Hashable, Sink] = {}
-        self._fan_out = FanOut(self._sinks)
         self._upstream: Callable[[], None] | None = None
         self._requester = KeyframeRequester(self._ask_upstream, keyframe_min_interval, clock)
         # The last keyframe and the frames after it, for sinks that join.
@@ -105,9 +105,11 @@ class Source:
         packet.pts = self._timeline.map(timestamp)
         packet.dts = packet.pts
         packet.time_base = self.time_base
-        self.push_packet(packet, keyframe, arrived)
+        self.push_packet(packet, keyframe)
+        if arrived is not None and self._sinks:
+            FORWARD_DELAY.record(time.perf_counter() - arrived)
 
-    def push_packet(self, packet: av.Packet, keyframe: bool, arrived: float | None = None) -> None:
+    def push_packet(self, packet: av.Packet, keyframe: bool) -> None:
         """One encoded frame whose pts is already on the lesson's timeline (event loop)."""
         now = self._clock()
         self.frames += 1
@@ -125,7 +127,8 @@ class Source:
                 self._gop.append(packet)
             else:
                 self._gop = []
-        self._fan_out.send(packet, keyframe, arrived)
+        for sink in list(self._sinks.values()):
+            sink(packet, keyframe)
 
     # -- the subscribing side ------------------------------------------------
 
@@ -202,6 +205,5 @@ class Source:
             if isinstance(owner, ForwardTrack):
                 owner.stop()
         self._sinks.clear()
-        self._fan_out.clear()
         self._upstream = None
         self._gop = []

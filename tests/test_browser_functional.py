@@ -285,7 +285,7 @@ async def test_classroom_pings_every_20_s_and_gives_up_on_a_silent_socket(
     sockets: list[dict[str, object]] = []
 
     def relay(ws: WebSocketRoute) -> None:
-        link: dict[str, object] = {"quiet": False, "pings": 0}
+        link: dict[str, object] = {"quiet": False, "pings": 0, "pongs": 0}
         sockets.append(link)
         upstream = ws.connect_to_server()
 
@@ -297,6 +297,8 @@ async def test_classroom_pings_every_20_s_and_gives_up_on_a_silent_socket(
         def down(message: str | bytes) -> None:
             if not link["quiet"]:
                 ws.send(message)
+                if isinstance(message, str) and '"pong"' in message:
+                    link["pongs"] = int(str(link["pongs"])) + 1
 
         ws.on_message(up)
         upstream.on_message(down)
@@ -308,18 +310,21 @@ async def test_classroom_pings_every_20_s_and_gives_up_on_a_silent_socket(
         await page.goto(server.page("geography", "classroom"))
         await wait_for_state(page, "waiting")
 
-        async def pings(count: int) -> None:
-            # the relay sees a message a moment after the page's clock sent it
-            for _ in range(40):
-                if sockets[0]["pings"] == count:
+        async def relayed(key: str, count: int) -> None:
+            # the relay sees a message a moment after the page's clock sent it, and
+            # the page must have its pong before the clock jumps a whole interval on
+            # (in real time 20 s is plenty; a jump is not)
+            for _ in range(100):
+                if sockets[0][key] == count:
                     return
                 await asyncio.sleep(0.05)
-            assert sockets[0]["pings"] == count
+            assert sockets[0][key] == count, key
 
         await page.clock.run_for(20_500)
-        await pings(1)
+        await relayed("pings", 1)
+        await relayed("pongs", 1)
         await page.clock.run_for(20_000)
-        await pings(2)  # answered, so the socket is kept
+        await relayed("pings", 2)  # answered, so the socket is kept
         assert await page.get_attribute("#status", "data-state") == "waiting"
 
         sockets[0]["quiet"] = True
