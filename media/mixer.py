@@ -5,8 +5,8 @@ Each input is decoded as it arrives into a short buffer (a 40 ms prefetch absorb
 network jitter; more than 200 ms is dropped, oldest first, so latency stays
 bounded). Every 20 ms the mixer takes one frame from each input that has one, sums
 them, limits the sum so that it never clips, encodes it once and pushes it into its
-output source. Muted inputs are left out. Levels are kept per input, for showing who
-speaks.
+output source. Muted inputs are left out. Peak levels are kept per input, for showing
+who speaks.
 """
 
 import asyncio
@@ -37,6 +37,7 @@ class _Input:
         self.playing = False
         self.muted = False
         self.level = 0.0  # RMS of the last frames, 0..1
+        self.loudest = 0.0  # the highest level since the last read of peak levels
         self.frames = 0
         self.errors = 0
 
@@ -71,6 +72,7 @@ class _Input:
         frame, self.buffer = self.buffer[:FRAME], self.buffer[FRAME:]
         rms = float(np.sqrt(np.mean(frame * frame)))
         self.level = 0.7 * self.level + 0.3 * rms
+        self.loudest = max(self.loudest, self.level)
         return frame
 
 
@@ -128,12 +130,15 @@ class Mixer:
         if entry is not None:
             entry.muted = muted
 
-    def levels(self) -> dict[Hashable, float]:
-        """Each input's recent level, as dBFS (-inf for silence)."""
-        return {
-            key: (20 * math.log10(entry.level) if entry.level > 1e-6 else -math.inf)
-            for key, entry in self._inputs.items()
-        }
+    def peak_levels(self) -> dict[Hashable, float]:
+        """Each input's loudest level since the last call, as dBFS (-inf for silence).
+        A reader that polls (once a second, say) so still hears a short word or a beep
+        that fell between two polls."""
+        peaks = {}
+        for key, entry in self._inputs.items():
+            peaks[key] = 20 * math.log10(entry.loudest) if entry.loudest > 1e-6 else -math.inf
+            entry.loudest = 0.0
+        return peaks
 
     @property
     def keys(self) -> list[Hashable]:

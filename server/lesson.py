@@ -436,7 +436,7 @@ class Lesson:
         if teacher_mic is not None and teacher_mic.live:
             candidates[TEACHER] = teacher_mic.audio_level
         stage = self.floor.stage
-        for seat, level in self.streams.levels().items():
+        for seat, level in self.streams.peak_levels().items():
             if seat == stage or not self.floor.is_muted(seat):
                 candidates[seat] = level
         loud = {k: v for k, v in candidates.items() if v > SPEAKING_DBFS}

@@ -228,11 +228,11 @@ class LessonStreams:
             self._mixer.set_muted(seat, muted)
         self._refresh_stage_audio()
 
-    def levels(self) -> dict[str, float]:
-        """Recent audio level (dBFS) of each classroom in the mix."""
+    def peak_levels(self) -> dict[str, float]:
+        """Each classroom's loudest audio level (dBFS) in the mix since the last call."""
         if self._mixer is None:
             return {}
-        return {str(k): v for k, v in self._mixer.levels().items()}
+        return {str(k): v for k, v in self._mixer.peak_levels().items()}
 
     def close(self) -> None:
         if self._mixer is not None:

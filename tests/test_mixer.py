@@ -86,3 +86,26 @@ async def test_a_muted_classroom_is_left_out_of_the_mix() -> None:
     assert tone_present(steady, RATE, 350.0)
     heard, muted = band_level(steady, RATE, 350.0), band_level(steady, RATE, 620.0)
     assert muted < heard / 100, "the muted classroom is still audible (above -40 dB)"
+
+
+async def test_a_short_beep_between_two_polls_is_still_heard() -> None:
+    # Chromium's fake microphone beeps 20 ms every 500 ms and the lesson polls the
+    # levels once a second: the poll must see the loudest moment, not the last one.
+    output = Source("mix", "audio", "opus", RATE)
+    mixer = Mixer(output)
+    source = Source("a", "audio", "opus", RATE)
+    source.attach(lambda: None)
+    mixer.add("a", source)
+    beep, silence = opus_tone(400.0, 0.5, 1), opus_tone(400.0, 0.0, 30)
+    try:
+        assert mixer.peak_levels() == {"a": -np.inf}
+        for packet in beep + silence:
+            source.push_packet(packet, True)
+            mixer.mix_once()
+        assert mixer.peak_levels()["a"] > -40.0, "a beep 0.5 s before the poll is lost"
+        for packet in opus_tone(400.0, 0.0, 25):
+            source.push_packet(packet, True)
+            mixer.mix_once()
+        assert mixer.peak_levels()["a"] < -40.0, "a beep from before the last poll still counts"
+    finally:
+        mixer.close()
