@@ -69,6 +69,18 @@ class Source:
         self.generation = 0  # counts publisher connections
         self.cheap_keyframes = False  # a ladder layer: asking its encoder costs little
         self.audio_level = -127.0  # dBov, from the publisher's audio-level header extension
+        self._loudest_level = -127.0  # the highest audio_level since peak_audio_level()
+
+    def hear_level(self, dbov: float) -> None:
+        """One packet's audio level (from the publisher's header extension), smoothed."""
+        self.audio_level = 0.8 * self.audio_level + 0.2 * dbov
+        self._loudest_level = max(self._loudest_level, self.audio_level)
+
+    def peak_audio_level(self) -> float:
+        """The loudest smoothed level since the last call: a reader that polls still
+        hears a short word that ended between two polls."""
+        peak, self._loudest_level = self._loudest_level, self.audio_level
+        return peak
 
     # -- the publishing side -------------------------------------------------
 

@@ -35,8 +35,7 @@ class Upstream:
     def _on_audio_packet(self, packet: RtpPacket) -> None:
         level = packet.extensions.audio_level
         if level is not None:
-            source = self.source
-            source.audio_level = 0.8 * source.audio_level + 0.2 * -level[1]
+            self.source.hear_level(-level[1])
         arrived = self._rtp.arrivals.pop(packet.timestamp, None)
         self.source.push(packet.payload, packet.timestamp, arrived)
 

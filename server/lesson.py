@@ -434,7 +434,7 @@ class Lesson:
         candidates: dict[str, float] = {}
         teacher_mic = self.streams.existing(TEACHER, "microphone")
         if teacher_mic is not None and teacher_mic.live:
-            candidates[TEACHER] = teacher_mic.audio_level
+            candidates[TEACHER] = teacher_mic.peak_audio_level()
         stage = self.floor.stage
         for seat, level in self.streams.peak_levels().items():
             if seat == stage or not self.floor.is_muted(seat):

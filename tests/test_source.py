@@ -167,3 +167,14 @@ async def test_source_reattach_restarts_subscribers_at_the_next_keyframe() -> No
     assert track.queued == 0
     source.push(KEY, 3000)
     assert track.queued == 1
+
+
+def test_a_word_that_ended_between_two_polls_is_still_heard() -> None:
+    source = Source("teacher", "audio", "opus", 48000)
+    for _ in range(15):  # 300 ms of speech at -30 dBov, then a second of silence
+        source.hear_level(-30.0)
+    for _ in range(50):
+        source.hear_level(-127.0)
+    assert source.audio_level < -120.0
+    assert source.peak_audio_level() > -35.0
+    assert source.peak_audio_level() < -120.0  # that word was heard once, not again
