@@ -12,7 +12,14 @@ from typing import Any
 import aiohttp
 
 from bench.children import Child, ChildError, stop_all
-from bench.procstat import cpu_seconds, load_average, machine_times, process_tree, rss_bytes
+from bench.procstat import (
+    cpu_seconds,
+    cpu_times,
+    load_average,
+    machine_times,
+    process_tree,
+    rss_bytes,
+)
 from media.delay import quantile
 from server.tokens import Tokens
 
@@ -48,6 +55,7 @@ class PointSettings:
 class Sample:
     wall: float
     server_cpu: float
+    server_system: float  # the kernel's part of server_cpu
     server_processes: int
     client_cpu: float
     bench_cpu: float
@@ -67,6 +75,7 @@ class Row:
     window_s: float
     connected: int
     server_cpu_cores: float
+    server_system_cores: float  # the kernel's part (sockets, and on loopback the receive path)
     forwarded_pps: float
     received_pps: float
     pps_per_core: float | None
@@ -222,9 +231,11 @@ async def _sample(
         if "receivers" in reply:
             _add(receivers, reply)
     times = os.times()
+    server_times = [cpu_times(pid) for pid in server_pids]
     return Sample(
         wall=time.monotonic(),
-        server_cpu=sum(cpu_seconds(pid) for pid in server_pids),
+        server_cpu=sum(user + system for user, system in server_times),
+        server_system=sum(system for _, system in server_times),
         server_processes=len(server_pids),
         client_cpu=sum(cpu_seconds(c.pid) for c in clients),
         bench_cpu=times.user + times.system,
@@ -275,6 +286,7 @@ def _row(mode: str, n: int, a: Sample, b: Sample, rss: int, load: float) -> Row:
         window_s=dt,
         connected=rb.get("connected", 0),
         server_cpu_cores=server,
+        server_system_cores=(b.server_system - a.server_system) / dt,
         forwarded_pps=forwarded,
         received_pps=rate("packets"),
         pps_per_core=forwarded / server if server > 0 else None,

@@ -13,14 +13,18 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid`, all its threads included.
     0 when the process has gone (its time can no longer be read)."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU seconds of process `pid`; (0, 0) once it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return 0.0
+        return 0.0, 0.0
     # The command name (field 2) may hold spaces; fields after it are fixed.
     fields = text[text.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def rss_bytes(pid: int) -> int:

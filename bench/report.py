@@ -37,6 +37,9 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         per_packet = least_squares(
             [r.forwarded_pps for r in fit_rows], [r.server_cpu_cores for r in fit_rows]
         )
+        in_kernel = least_squares(
+            [r.forwarded_pps for r in fit_rows], [r.server_system_cores for r in fit_rows]
+        )
         per_subscriber = least_squares(
             [float(r.n) for r in fit_rows], [r.server_cpu_cores for r in fit_rows]
         )
@@ -50,6 +53,8 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
             "first_fell_behind_n": behind[0] if behind else None,
             "marginal_us_per_packet": _round(per_packet[0] * 1e6) if per_packet else None,
             "intercept_cores": _round(per_packet[1]) if per_packet else None,
+            # of which the kernel (on loopback it also runs the receivers' UDP input)
+            "marginal_kernel_us_per_packet": _round(in_kernel[0] * 1e6) if in_kernel else None,
             "fit_r2": _round(per_packet[2]) if per_packet else None,
             "cores_per_subscriber": _round(per_subscriber[0]) if per_subscriber else None,
             "peak_kept_up": {
@@ -129,14 +134,15 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, Any]) -> str:
     lines = [
-        f"{'mode':<15}{'N':>4}{'server CPU':>12}{'fwd pkt/s':>11}{'pkt/s/core':>12}"
+        f"{'mode':<15}{'N':>4}{'server CPU':>12}{'kernel':>8}{'fwd pkt/s':>11}{'pkt/s/core':>12}"
         f"{'µs/pkt avg':>11}{'RSS MB':>8}{'fps/rx':>8}{'kbps/rx':>9}{'clients':>9}"
         f"{'others':>8}  notes"
     ]
     for r in rows:
         mode = r.mode if r.lessons == 1 else f"{r.mode} x{r.lessons}"
         lines.append(
-            f"{mode:<15}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%{r.forwarded_pps:>11.0f}"
+            f"{mode:<15}{r.n:>4}{r.server_cpu_cores * 100:>11.1f}%"
+            f"{r.server_system_cores * 100:>7.1f}%{r.forwarded_pps:>11.0f}"
             f"{_fmt(r.pps_per_core, '.0f'):>12}{_fmt(r.us_per_packet_avg, '.1f'):>11}"
             f"{r.server_rss_mb:>8.0f}{r.video_fps_per_receiver:>8.1f}"
             f"{r.video_kbps_per_receiver:>9.0f}{r.client_cpu_cores * 100:>8.0f}%"
@@ -160,7 +166,8 @@ def human_summary(rows: Sequence[Row], modes: dict[str, Any], ratio: dict[str, A
     for mode, s in modes.items():
         lines.append(
             f"{mode}: marginal {_fmt(s['marginal_us_per_packet'], '.1f')} µs/packet "
-            f"(r² {_fmt(s['fit_r2'], '.3f')}, fitted N={s['fitted_ns']}), "
+            f"({_fmt(s['marginal_kernel_us_per_packet'], '.1f')} in the kernel; "
+            f"r² {_fmt(s['fit_r2'], '.3f')}, fitted N={s['fitted_ns']}), "
             f"{_fmt((s['cores_per_subscriber'] or 0) * 100, '.2f')}% of a core per subscriber, "
             f"fell behind from N={s['first_fell_behind_n']}"
         )
