@@ -14,6 +14,9 @@ system, from getrusage) is divided by the packets it sent. The paths take turns,
 - fast: `FastSender.put` as the server runs it (a frame packetized once for all,
   each copy's header patched, lean SRTP, one GSO `sendmsg` a frame), behind a
   stand-in for the negotiated sender (its header template, payload type, route).
+- fast-unsent, fast-python: the same without the socket, and without SRTP too;
+  the differences give what the Python, SRTP and the socket (with the kernel's
+  loopback delivery) each cost a packet.
 - aiortc: aiortc's per-packet work without its coroutine chain: the frame
   packetized per subscriber by aiortc's encoder class, an `RtpPacket` a packet
   serialized with the negotiated extensions, pylibsrtp's `Session.protect`, and one
@@ -124,25 +127,37 @@ def _socket() -> socket.socket:
     return sock
 
 
-def fast_path(kind: str, address: tuple[str, int]) -> tuple[Callable[[av.Packet, int], int], Any]:
+def fast_path(
+    kind: str, address: tuple[str, int], *, protect: bool = True, send: bool = True
+) -> tuple[Callable[[av.Packet, int], int], Any]:
+    """`FastSender.put`; without `send` (or `protect`) its route skips the socket
+    (or SRTP), so that the differences between the three say what each costs."""
     codec = "vp8" if kind == "video" else "opus"
     sock = _socket()
 
     def fallback(data: bytes) -> None:
         sock.sendto(data, address)
 
+    def nothing(data: Any) -> None:
+        pass
+
     sender = gso.Sender(sock, address, fallback, lambda: 0)
-    route = adapter.Route(None, adapter.lean_protect(_session()), sender.send, sender.send_many)
+    route = adapter.Route(
+        None,
+        adapter.lean_protect(_session()) if protect else bytes,
+        sender.send if send else nothing,
+        sender.send_many if send else nothing,
+    )
     track = FastSender(kind, codec)
     track._wiring = _Wiring(route, 0x1234 if kind == "video" else 0x5678)  # type: ignore[assignment]
     track.waiting_for_keyframe = False
 
-    def send(packet: av.Packet, index: int) -> int:
+    def put(packet: av.Packet, index: int) -> int:
         before = track.packets_sent
         track.put(packet, index == 0)
         return track.packets_sent - before
 
-    return send, sock
+    return put, sock
 
 
 def aiortc_path(kind: str, address: tuple[str, int]) -> tuple[Callable[[av.Packet, int], int], Any]:
@@ -177,7 +192,13 @@ def aiortc_path(kind: str, address: tuple[str, int]) -> tuple[Callable[[av.Packe
     return send, sock
 
 
-PATHS = {"fast": fast_path, "aiortc": aiortc_path}
+PATHS: dict[str, Callable[[str, tuple[str, int]], tuple[Callable[[av.Packet, int], int], Any]]] = {
+    "fast": fast_path,
+    "aiortc": aiortc_path,
+    # the fast path's parts: without the socket, and without SRTP too
+    "fast-unsent": lambda kind, address: fast_path(kind, address, send=False),
+    "fast-python": lambda kind, address: fast_path(kind, address, protect=False, send=False),
+}
 
 
 def _cpu() -> tuple[float, float]:
@@ -238,10 +259,15 @@ def measure(n: int, frames: int, rounds: int) -> dict[str, Any]:
                 | {"packets_per_round": found[0]["packets"]}
                 for name, found in runs.items()
             }
-            fast, stock = results[kind]["fast"], results[kind]["aiortc"]
-            results[kind]["aiortc_over_fast"] = round(
-                stock["us_per_packet"] / fast["us_per_packet"], 2
-            )
+            found = results[kind]
+            fast, stock = found["fast"], found["aiortc"]
+            found["aiortc_over_fast"] = round(stock["us_per_packet"] / fast["us_per_packet"], 2)
+            unsent, python = found["fast-unsent"], found["fast-python"]
+            found["fast_parts_us"] = {
+                "python": python["us_per_packet"],
+                "srtp": round(unsent["us_per_packet"] - python["us_per_packet"], 3),
+                "socket_and_kernel": round(fast["us_per_packet"] - unsent["us_per_packet"], 3),
+            }
     finally:
         stop.set()
         drain.join(timeout=5)
@@ -260,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n, --frames and --rounds must be 1 or more")
     results = measure(args.n, args.frames, args.rounds)
     share = {"video": 156 / 206, "audio": 50 / 206}  # packets a second of each, at 1.5 Mbit/s
-    for name in PATHS:
+    for name in ("fast", "aiortc"):
         results.setdefault("weighted", {})[name] = round(
             sum(share[k] * results[k][name]["us_per_packet"] for k in share), 3
         )
@@ -281,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{kind}: fast {fast['us_per_packet']:.2f} µs/packet "
             f"({fast['system_us_per_packet']:.2f} in the kernel), aiortc "
             f"{stock['us_per_packet']:.2f} ({stock['system_us_per_packet']:.2f}): "
-            f"{results[kind]['aiortc_over_fast']}x",
+            f"{results[kind]['aiortc_over_fast']}x; fast's parts: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in results[kind]["fast_parts_us"].items()),
             file=sys.stderr,
         )
     print(
