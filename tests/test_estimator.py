@@ -336,3 +336,62 @@ def test_failed_probes_between_layers_do_not_delay_video_coming_back_from_a_paus
     assert c.layer is None
     back = back_from_pause(c, t, seq, lost)
     assert back is not None and back - t <= 10.5, (back, t)
+
+
+def nacks_for(c: LayerController, start: float, seconds: float, share: float) -> float:
+    """NACKs every 0.1 s for `share` of the 150 packets a second sent; returns the end."""
+    t, sent, asked = start, 0, 0
+    while t < start + seconds:
+        t += 0.1
+        sent += 15
+        asked += round(15 * share)
+        c.nacked(t, 10_000 + sent, 500 + asked)
+    return t
+
+
+def test_heavy_loss_in_nacks_steps_down_before_the_reports_show_it() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    assert c.update(0.0, remb=None, sent_bps=1_500_000) is None
+    t = nacks_for(c, 0.0, 0.7, 0.4)  # the shaper's queue is full: 40 % is lost
+    assert c.update(t, remb=None, sent_bps=1_500_000) == Decision(
+        1, "congested (NACKs for 40% of the packets)"
+    )
+
+
+def test_nacks_for_a_few_packets_are_no_loss_rate() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=1_500_000)
+    t = nacks_for(c, 0.0, 0.7, 0.05)  # random loss a lossy line always has
+    assert c.nack_loss == 0.0 or c.nack_loss < 0.1
+    assert c.update(t, remb=None, sent_bps=1_500_000) is None
+    c2 = controller()
+    c2.nacked(0.0, 100, 0)
+    c2.nacked(0.1, 100, 5)  # five packets of one frame, at once: not a rate
+    assert c2.nack_loss == 0.0
+
+
+def test_nacks_alone_never_pause_video() -> None:
+    c = controller(initial=2)
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=150_000)
+    t = nacks_for(c, 0.0, 3.0, 0.5)
+    assert c.update(t, remb=None, sent_bps=150_000) is None
+    assert c.layer == 2
+
+
+def test_nacks_long_ago_do_not_dilute_a_fresh_loss() -> None:
+    c = controller(initial=1)
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=450_000)
+    c.nacked(1.0, 500, 3)  # a little loss, then a minute of a clean line
+    c.nacked(1.1, 510, 4)
+    t = 60.0
+    sent, asked = 9_000, 4
+    for _ in range(7):  # a probe to the top floods the line: half of it is lost
+        t += 0.1
+        sent += 20
+        asked += 10
+        c.nacked(t, sent, asked)
+    assert c.nack_loss > 0.4
