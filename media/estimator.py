@@ -11,9 +11,8 @@ judged congested on any of:
   (about a second apart, and loss smoothed over two) take seconds. A top layer
   flooding a rural line's shaper loses a third of its packets once the queue is
   full; it froze the picture for up to a second before the reports showed it. On
-  NACKs alone the layer steps down one, never to audio only, and not in the first
-  seconds of the stream or of a lower layer: one keyframe's burst into a shaper
-  that is still full can look the same for a moment;
+  NACKs alone the layer steps down one, never to audio only: one keyframe's burst
+  on a shallow queue can look the same for a moment;
 - REMB well under what is sent. A browser's REMB covers its whole connection and
   is a good signal when it lasts. An aiortc receiver estimates each stream alone,
   ramps slowly and reads a busy CPU as a queue, so its REMB only counts when it is
@@ -62,10 +61,6 @@ NACK_WINDOW = 1.0  # seconds of NACKs weighed against what was sent
 NACK_SPAN = 0.5  # ...once the window spans this much
 NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
 NACK_MIN = 10  # newly NACKed packets in the window before that share means anything
-# NACKs do not count this long after the stream starts or steps down: the first or
-# the new layer's keyframe can overflow a shaper that is still full (measured:
-# 360p stepped down to 180p on a 1 Mbit/s line, 2.7 s after leaving the top layer)
-NACK_QUIET = 5.0
 
 
 @dataclass
@@ -118,7 +113,6 @@ class LayerController:
         # (when, packets sent so far, packets newly NACKed so far)
         self._nacks: deque[tuple[float, int, int]] = deque()
         self.nack_loss = 0.0  # the share of packets sent lately that were NACKed
-        self._nacks_count_from: float | None = None  # see NACK_QUIET
         self.loss = 0.0
         self.queue = 0.0  # seconds of round trip above the least seen lately
         self.estimate: float | None = None
@@ -217,8 +211,6 @@ class LayerController:
         reserve applies."""
         if self._hold_until is None:
             self._hold_until = now + self._base_hold
-        if self._nacks_count_from is None:
-            self._nacks_count_from = now + NACK_QUIET
         self.remb = remb
         self.sent_bps = sent_bps
         total = sent_bps if total_sent_bps is None else max(total_sent_bps, sent_bps)
@@ -339,11 +331,7 @@ class LayerController:
             else:
                 corroborated = self.loss > 0.02 or self.queue > QUEUE_DELAY / 3
                 remb_congested = remb < REMB_ALONE_DEEP * sent and corroborated
-        self.nack_heavy = (
-            self.nack_loss > NACK_HEAVY
-            and now >= (self._nacks_count_from or 0.0)
-            and not (lossy or queued or remb_congested)
-        )
+        self.nack_heavy = self.nack_loss > NACK_HEAVY and not (lossy or queued or remb_congested)
         congested = lossy or queued or remb_congested or self.nack_heavy
         if not congested:
             self._congested_since = None
@@ -430,6 +418,5 @@ class LayerController:
         else:
             self._remb_caught_up = True
             self._settle_until = now + SETTLE
-            self._nacks_count_from = now + NACK_QUIET
             self._fresh_windows()
         return Decision(target, reason)
