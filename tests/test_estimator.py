@@ -372,19 +372,20 @@ def test_nacks_for_a_few_packets_are_no_loss_rate() -> None:
     assert c2.nack_loss == 0.0
 
 
-def test_nacks_alone_never_pause_video() -> None:
-    c = controller(initial=2)
-    c.report(0.0, 1000, 0)
-    c.update(0.0, remb=None, sent_bps=150_000)
-    t = nacks_for(c, 0.0, 3.0, 0.5)
-    assert c.update(t, remb=None, sent_bps=150_000) is None
-    assert c.layer == 2
+def test_nacks_alone_move_only_the_top_layer() -> None:
+    for layer in (1, 2):  # below the top the receiver reports decide, as before
+        c = controller(initial=layer)
+        c.report(0.0, 1000, 0)
+        c.update(0.0, remb=None, sent_bps=450_000)
+        t = nacks_for(c, 0.0, 3.0, 0.5)
+        assert c.update(t, remb=None, sent_bps=450_000) is None
+        assert c.layer == layer
 
 
 def test_nacks_long_ago_do_not_dilute_a_fresh_loss() -> None:
-    c = controller(initial=1)
+    c = controller(initial=0)
     c.report(0.0, 1000, 0)
-    c.update(0.0, remb=None, sent_bps=450_000)
+    c.update(0.0, remb=None, sent_bps=1_500_000)
     c.nacked(1.0, 500, 3)  # a little loss, then a minute of a clean line
     c.nacked(1.1, 510, 4)
     t = 60.0
