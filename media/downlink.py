@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiortc import RTCRtpSender
 
 from media import adapter
-from media.estimator import NACK_HEAVY, LayerController
+from media.estimator import LayerController
 from media.fastsender import FastSender
 from media.ladder import Ladder
 from media.selector import LayerSelector
@@ -107,7 +107,7 @@ class VideoDownlink:
         if isinstance(self.selector.track, FastSender):
             self.selector.track.bind(sender)
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
-        self.feedback = adapter.tap_rtcp(sender, self._on_report, self._on_nack)
+        self.feedback = adapter.tap_rtcp(sender, self._on_report)
         if isinstance(self.selector.track, FastSender):
             self.feedback.retransmittable = self.selector.track.retransmittable
 
@@ -146,15 +146,6 @@ class VideoDownlink:
             self._clock(), feedback.highest_sequence, feedback.packets_lost, feedback.rtt
         )
         self.evaluate()
-
-    def _on_nack(self, feedback: adapter.SenderFeedback) -> None:
-        if self.sender is None:
-            return
-        self.controller.nacked(
-            self._clock(), adapter.sender_counters(self.sender)[0], feedback.newly_nacked
-        )
-        if self.controller.nack_loss > NACK_HEAVY:
-            self.evaluate()  # now, not at the next receiver report
 
     def _sent_bps(self, now: float) -> float:
         if self.sender is None:

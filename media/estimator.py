@@ -7,14 +7,6 @@ judged congested on any of:
 - loss above 10% over the window (with enough packets to say so);
 - a queue: the round trip grows 150 ms above the least seen lately (a rural line's
   shaper holds up to 300 ms of packets before it drops);
-- heavy loss seen in NACKs: a round trip after it starts, where receiver reports
-  (about a second apart, and loss smoothed over two) take seconds. A top layer
-  flooding a rural line's shaper loses a third of its packets once the queue is
-  full; it froze the picture for up to a second before the reports showed it. On
-  NACKs alone the top layer steps down one, never further: one keyframe's burst
-  on a shallow queue can look the same for a moment, and below the top, stepping
-  one layer at a time kept a 150 kbit/s line from pausing video as soon as the
-  reports would have (a rural test's step profile);
 - REMB well under what is sent. A browser's REMB covers its whole connection and
   is a good signal when it lasts. An aiortc receiver estimates each stream alone,
   ramps slowly and reads a busy CPU as a queue, so its REMB only counts when it is
@@ -59,10 +51,6 @@ PROBE_HEADROOM = 1.2  # probe up only while REMB is this far above what is sent
 CONGESTED_HOLD = 10.0  # seconds before the first probe after congestion
 HEAVY_LOSS = 0.25  # above this, what got through measures the line
 CEILING_DOUBLING = 60.0  # seconds for a measured ceiling to double (then it is forgotten)
-NACK_WINDOW = 1.0  # seconds of NACKs weighed against what was sent
-NACK_SPAN = 0.5  # ...once the window spans this much
-NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
-NACK_MIN = 10  # newly NACKed packets in the window before that share means anything
 
 
 @dataclass
@@ -112,16 +100,12 @@ class LayerController:
         self._probe_failed = False  # the last congestion came within a probe's window
         # the highest sequence number reported when video resumed from a pause
         self._resumed_at_sequence: int | None = None
-        # (when, packets sent so far, packets newly NACKed so far)
-        self._nacks: deque[tuple[float, int, int]] = deque()
-        self.nack_loss = 0.0  # the share of packets sent lately that were NACKed
         self.loss = 0.0
         self.queue = 0.0  # seconds of round trip above the least seen lately
         self.estimate: float | None = None
         self.remb: float | None = None
         self.sent_bps = 0.0
         self.congested = False
-        self.nack_heavy = False  # congested on NACKs alone
         self.why = ""
 
     # -- inputs --------------------------------------------------------------
@@ -166,29 +150,10 @@ class LayerController:
             recent = min(r for _, r in list(rtts)[-QUEUE_SAMPLES:])
             self.queue = max(0.0, recent - least)
 
-    def nacked(self, now: float, packets_sent: int, newly_nacked: int) -> None:
-        """NACKs arrived: `packets_sent` and `newly_nacked` are running totals (a
-        sequence number counts once, however often it is asked for again)."""
-        nacks = self._nacks
-        nacks.append((now, packets_sent, newly_nacked))
-        # NACKs come only with loss: the window starts at the first NACK within it,
-        # not at one from a loss long ago (that measured 2 % for a loss of 50 %)
-        while len(nacks) > 1 and nacks[0][0] < now - NACK_WINDOW:
-            nacks.popleft()
-        first, last = nacks[0], nacks[-1]
-        sent, asked = last[1] - first[1], last[2] - first[2]
-        if last[0] - first[0] >= NACK_SPAN and asked >= NACK_MIN and sent > 0:
-            self.nack_loss = min(1.0, asked / sent)
-        else:
-            self.nack_loss = 0.0
-
     def _fresh_windows(self) -> None:
         """After a switch the old layer's losses and queue say nothing about the new."""
         if self._reports:
             self._reports = deque([self._reports[-1]])
-        if self._nacks:
-            self._nacks = deque([self._nacks[-1]])
-        self.nack_loss = 0.0
         self.loss = 0.0
         self._remb_low_since = None
         self._congested_since = None
@@ -333,12 +298,7 @@ class LayerController:
             else:
                 corroborated = self.loss > 0.02 or self.queue > QUEUE_DELAY / 3
                 remb_congested = remb < REMB_ALONE_DEEP * sent and corroborated
-        self.nack_heavy = (
-            self.nack_loss > NACK_HEAVY
-            and self.layer == 0  # the top, which floods a rural line (module docstring)
-            and not (lossy or queued or remb_congested)
-        )
-        congested = lossy or queued or remb_congested or self.nack_heavy
+        congested = lossy or queued or remb_congested
         if not congested:
             self._congested_since = None
         elif self._congested_since is None:
@@ -348,8 +308,6 @@ class LayerController:
             if lossy
             else f"queue {self.queue * 1000:.0f} ms"
             if queued
-            else f"NACKs for {self.nack_loss:.0%} of the packets"
-            if self.nack_heavy
             else f"REMB {remb or 0:.0f} under {total:.0f} bps"
         )
         return congested, why
@@ -370,10 +328,6 @@ class LayerController:
             for i in range(max(self.layer + 1, self.cap), lowest + 1)
             if self.estimate is None or rates[i] + audio <= self.estimate
         ]
-        if self.nack_heavy:  # one layer, never to audio only (see the module's note)
-            if self.layer >= lowest:
-                return None
-            return self._move(self.layer + 1, now, f"congested ({self.why})")
         if self.estimate is None:
             target: int | None = min(self.layer + 1, lowest + 1)
         else:
