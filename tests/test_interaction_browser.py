@@ -44,6 +44,9 @@ async def frames_grow(page: Page, selector: str, frames: int = 5, timeout: float
         await asyncio.sleep(0.2)
 
 
+WIDTH = "((id) => document.getElementById(id).getBoundingClientRect().width)"
+
+
 async def width_of(page: Page, selector: str) -> float:
     box = await page.locator(selector).bounding_box()
     assert box is not None, selector
@@ -96,7 +99,8 @@ async def test_a_two_way_lesson_with_courseware_hands_stage_mutes_and_chat(
         assert await swap.inner_text() == "老师画面放大"
         await swap.click()
         await room_a.wait_for_selector('#screen[data-swapped="true"]')
-        await asyncio.sleep(0.5)  # the layout's transition
+        # the layout's transition: 0.5 s was not always enough in a full run
+        await wait_until(room_a, f"{WIDTH}('video') > 2 * {WIDTH}('courseware')")
         assert await width_of(room_a, "#video") > 2 * await width_of(room_a, "#courseware")
         assert await swap.inner_text() == "课件画面放大"
         await frames_grow(room_a, "#courseware", 3)
