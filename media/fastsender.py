@@ -166,51 +166,48 @@ class FastSender(ForwardTrack):
             header[at : at + 3] = packetizer.abs_send_time
         payload_type = wiring.payload_type
         sequence = self._sequence
-        if count == 1 and not vp8:  # one packet (audio, always): a shorter way
+        if count == 1 and not vp8:  # one packet (audio, always): no list, no loop
             header[1] = payload_type | 0x80
             _HEADER.pack_into(header, 2, sequence, timestamp)
             data = b"".join((header, payloads[0]))
             if video:
                 self._history[sequence % HISTORY] = data
             route.send(route.protect(data))
-            self._sequence = (sequence + 1) & 0xFFFF
-            self.packets_sent += 1
-            self.frames_out += 1
-            wiring.account(1, packetizer.octets, timestamp, ntp)
-            return
-        header[1] = payload_type
-        last = count - 1
-        history = self._history
-        pack = _HEADER.pack_into
-        join = b"".join
-        protect = route.protect
-        out: list[bytes] = []
-        # HISTORY divides 65536: a sequence number's slot survives the wrap
-        if vp8:
-            picture_id = (0x8000 | self._picture_id).to_bytes(2, "big")
-            self._picture_id = (self._picture_id + 1) & 0x7FFF
-            for index, (head, tail) in enumerate(parts):
-                if index == last:  # the marker: the frame's last packet
-                    header[1] = payload_type | 0x80
-                pack(header, 2, sequence, timestamp)
-                data = join((header, head, picture_id, tail))
-                history[sequence % HISTORY] = data
-                out.append(protect(data))
-                sequence = (sequence + 1) & 0xFFFF
+            sequence = (sequence + 1) & 0xFFFF
         else:
-            for index, payload in enumerate(payloads):
-                if index == last:
-                    header[1] = payload_type | 0x80
-                pack(header, 2, sequence, timestamp)
-                data = join((header, payload))
-                if video:  # audio is not retransmitted (no NACK for Opus)
+            header[1] = payload_type
+            last = count - 1
+            history = self._history
+            pack = _HEADER.pack_into
+            join = b"".join
+            protect = route.protect
+            out: list[bytes] = []
+            # HISTORY divides 65536: a sequence number's slot survives the wrap
+            if vp8:
+                picture_id = (0x8000 | self._picture_id).to_bytes(2, "big")
+                self._picture_id = (self._picture_id + 1) & 0x7FFF
+                for index, (head, tail) in enumerate(parts):
+                    if index == last:  # the marker: the frame's last packet
+                        header[1] = payload_type | 0x80
+                    pack(header, 2, sequence, timestamp)
+                    data = join((header, head, picture_id, tail))
                     history[sequence % HISTORY] = data
-                out.append(protect(data))
-                sequence = (sequence + 1) & 0xFFFF
-        if count == 1:
-            route.send(out[0])
-        else:
-            route.send_many(out)
+                    out.append(protect(data))
+                    sequence = (sequence + 1) & 0xFFFF
+            else:
+                for index, payload in enumerate(payloads):
+                    if index == last:
+                        header[1] = payload_type | 0x80
+                    pack(header, 2, sequence, timestamp)
+                    data = join((header, payload))
+                    if video:  # audio is not retransmitted (no NACK for Opus)
+                        history[sequence % HISTORY] = data
+                    out.append(protect(data))
+                    sequence = (sequence + 1) & 0xFFFF
+            if count == 1:
+                route.send(out[0])
+            else:
+                route.send_many(out)
         self._sequence = sequence
         self.packets_sent += count
         self.frames_out += 1
