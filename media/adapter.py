@@ -239,11 +239,25 @@ class SenderFeedback:
         self.highest_sequence = 0
         self.jitter = 0
         self.nacks = 0
+        # packets NACKed, each counted once however often it is asked for again
+        self.newly_nacked = 0
+        self._asked: dict[int, float] = {}
         self.reports = 0
+
+    def count_nacked(self, lost: list[int], now: float) -> None:
+        asked = self._asked
+        for seq in lost:
+            if seq not in asked:
+                asked[seq] = now
+                self.newly_nacked += 1
+        if len(asked) > 2048:
+            self._asked = {s: t for s, t in asked.items() if now - t < 5.0}
 
 
 def tap_rtcp(
-    sender: RTCRtpSender, on_report: Callable[[SenderFeedback], None] | None = None
+    sender: RTCRtpSender,
+    on_report: Callable[[SenderFeedback], None] | None = None,
+    on_nack: Callable[[SenderFeedback], None] | None = None,
 ) -> SenderFeedback:
     """Record REMB, RR and NACK counts that reach `sender`, then let aiortc handle them."""
     feedback = SenderFeedback()
@@ -274,6 +288,9 @@ def tap_rtcp(
             lost = packet.lost
             if feedback.retransmittable is not None:
                 lost = [seq for seq in lost if feedback.retransmittable(seq)]
+            feedback.count_nacked(lost, time.monotonic())
+            if on_nack is not None:
+                on_nack(feedback)
             packet.lost = feedback.budget.allow(lost, sender_counters(sender)[0])
         await original(packet)
 

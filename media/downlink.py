@@ -83,6 +83,7 @@ class VideoDownlink:
         self.sender: RTCRtpSender | None = None
         self.feedback: adapter.SenderFeedback | None = None
         self._sent: deque[tuple[float, int]] = deque()
+        self._last_highest = -1  # the highest sequence number the last report gave
         self.last_reason = "start"
 
     @property
@@ -107,7 +108,7 @@ class VideoDownlink:
         if isinstance(self.selector.track, FastSender):
             self.selector.track.bind(sender)
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
-        self.feedback = adapter.tap_rtcp(sender, self._on_report)
+        self.feedback = adapter.tap_rtcp(sender, self._on_report, self._on_nack)
         if isinstance(self.selector.track, FastSender):
             self.feedback.retransmittable = self.selector.track.retransmittable
 
@@ -142,10 +143,26 @@ class VideoDownlink:
             self.evaluate()
 
     def _on_report(self, feedback: adapter.SenderFeedback) -> None:
+        now = self._clock()
+        track = self.selector.track
+        delay = None
+        highest = feedback.highest_sequence
+        if isinstance(track, FastSender) and highest != self._last_highest:
+            # only a report that acknowledges a new packet says how long it took: one
+            # that repeats the last (video paused) would show the pause as a queue
+            sent_at = track.sent_at(highest & 0xFFFF)
+            delay = time.monotonic() - sent_at if sent_at is not None else None
+        self._last_highest = highest
         self.controller.report(
-            self._clock(), feedback.highest_sequence, feedback.packets_lost, feedback.rtt
+            now, feedback.highest_sequence, feedback.packets_lost, feedback.rtt, delay
         )
         self.evaluate()
+
+    def _on_nack(self, feedback: adapter.SenderFeedback) -> None:
+        if self.sender is None:
+            return
+        if self.controller.nacked(adapter.sender_counters(self.sender)[0], feedback.newly_nacked):
+            self.evaluate()  # a padding probe overflows the line: stop it now
 
     def _sent_bps(self, now: float) -> float:
         if self.sender is None:
@@ -180,7 +197,23 @@ class VideoDownlink:
         total = None
         if shared and self._total_sent is not None:
             total = self._total_sent(covered)
+        track = self.selector.track
+        fast = track if isinstance(track, FastSender) else None
+        self.controller.can_pad = fast is not None and fast.can_pad
+        padding = self.controller.padding_bps
         decision = self.controller.update(now, remb, self._sent_bps(now), total, shared)
+        if fast is not None and self.controller.padding_bps != padding:
+            fast.pad(self.controller.padding_bps, self.controller.padding_ramp)
+            if padding == 0 and self.sender is not None and feedback is not None:
+                self.controller.start_counting(
+                    adapter.sender_counters(self.sender)[0], feedback.newly_nacked
+                )
+            logger.info(
+                "%s padding %.0f bps: %s",
+                self.name,
+                self.controller.padding_bps,
+                self.controller.padding_note,
+            )
         if decision is None:
             return
         self.last_reason = decision.reason

@@ -12,10 +12,16 @@ fan-out loop: no task switch, no coroutine, no copy kept but the packet itself.
 aiortc's sender stays in place for everything else: RTCP (sender reports, from
 counters kept true here; receiver reports, RTT, REMB), PLI/FIR, and NACK, whose
 retransmissions it asks of this class (with RTX when negotiated).
+
+It also sends padding when asked (`pad`): padding-only packets on the RTX stream,
+paced every 20 ms, that a receiver counts for its bandwidth estimate and then drops.
+The layer controller probes a line with them before it moves up a layer.
 """
 
+import asyncio
 import random
 import struct
+import time
 from collections.abc import Callable
 
 import av
@@ -28,6 +34,10 @@ from media.track import ForwardTrack
 
 HISTORY = 512  # packets kept for retransmission: about 3 s at 720p
 EARLY_FRAMES = 60  # video kept from its last keyframe until the sender starts (2 s at 30 fps)
+PAD_BYTES = 255  # the most padding one RTP packet can carry (its last octet counts it)
+PAD_EVERY = 0.02  # seconds between bursts of padding
+PAD_BURST = 0.1  # at most this many seconds' worth of padding in one burst (after a stall)
+_PADDING = bytes(PAD_BYTES - 1) + bytes((PAD_BYTES,))
 _HEADER = struct.Struct("!HI")
 _SEQUENCE = struct.Struct("!H")
 
@@ -100,12 +110,19 @@ class FastSender(ForwardTrack):
         self._origin = random.getrandbits(32)
         self._picture_id = random.randint(0, (1 << 15) - 1)
         self._history: list[bytes | None] = [None] * HISTORY
+        self._sent_at = [0.0] * HISTORY  # when each video packet went out (monotonic)
         # Video that came before the sender started (DTLS takes a moment): the first
         # keyframe a new subscriber asked for and what followed it. Dropping it made
         # the request at start wait out the keyframe throttle, a second more.
         self._early: list[tuple[av.Packet, bool, int | None]] = []
         self.packets_sent = 0
         self.retransmitted = 0
+        self.padding_sent = 0  # padding packets
+        self._pad_bps = 0.0
+        self._pad_from = 0.0  # padding ramps up from when it was asked for...
+        self._pad_ramp = 0.0  # ...over this many seconds
+        self._padder: asyncio.Task[None] | None = None
+        self._timestamp = self._origin  # the last frame's RTP timestamp
 
     def bind(self, sender: RTCRtpSender) -> None:
         """Send for `sender` once it starts (its parameters are negotiated then)."""
@@ -172,6 +189,7 @@ class FastSender(ForwardTrack):
             data = b"".join((header, payloads[0]))
             if video:
                 self._history[sequence % HISTORY] = data
+                self._sent_at[sequence % HISTORY] = time.monotonic()
             route.send(route.protect(data))
             sequence = (sequence + 1) & 0xFFFF
         else:
@@ -182,6 +200,7 @@ class FastSender(ForwardTrack):
             join = b"".join
             protect = route.protect
             out: list[bytes] = []
+            first = sequence
             # HISTORY divides 65536: a sequence number's slot survives the wrap
             if vp8:
                 picture_id = (0x8000 | self._picture_id).to_bytes(2, "big")
@@ -208,7 +227,13 @@ class FastSender(ForwardTrack):
                 route.send(out[0])
             else:
                 route.send_many(out)
+            if video:
+                now = time.monotonic()
+                sent_at = self._sent_at
+                for n in range(count):
+                    sent_at[(first + n) % HISTORY] = now
         self._sequence = sequence
+        self._timestamp = timestamp
         self.packets_sent += count
         self.frames_out += 1
         wiring.account(count, packetizer.octets, timestamp, ntp)
@@ -216,6 +241,12 @@ class FastSender(ForwardTrack):
     def retransmittable(self, sequence: int) -> bool:
         """Whether packet `sequence` is still in the retransmission history."""
         return self._stored(sequence) is not None
+
+    def sent_at(self, sequence: int) -> float | None:
+        """When video packet `sequence` went out (monotonic), if it is still known."""
+        if self._stored(sequence) is None:
+            return None
+        return self._sent_at[sequence % HISTORY]
 
     def _stored(self, sequence: int) -> bytes | None:
         data = self._history[sequence % HISTORY]
@@ -242,6 +273,64 @@ class FastSender(ForwardTrack):
         if route is not None:
             route.send(route.protect(data))
             self.retransmitted += 1
+
+    @property
+    def can_pad(self) -> bool:
+        """Padding goes on the RTX stream: only when RTX was negotiated."""
+        wiring = self._wiring
+        return wiring is not None and wiring.rtx_payload_type is not None
+
+    def pad(self, bps: float, ramp: float = 0.0) -> None:
+        """Send padding at `bps` (bits per second on the wire), reached in a straight
+        line over `ramp` seconds from now; 0 stops."""
+        self._pad_bps = bps if self.can_pad else 0.0
+        self._pad_from = time.monotonic()
+        self._pad_ramp = ramp
+        if self._pad_bps > 0 and self._padder is None:
+            self._padder = asyncio.get_running_loop().create_task(self._pad_loop())
+
+    async def _pad_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        credit = 0.0
+        last = loop.time()
+        try:
+            while self._pad_bps > 0 and self.readyState == "live":
+                await asyncio.sleep(PAD_EVERY)
+                now = loop.time()
+                rate = self._pad_bps / 8
+                if self._pad_ramp > 0:
+                    rate *= min(1.0, (time.monotonic() - self._pad_from) / self._pad_ramp)
+                credit = min(credit + rate * (now - last), rate * PAD_BURST)
+                last = now
+                wiring = self._wiring
+                route = wiring.route() if wiring is not None else None
+                if wiring is None or route is None:
+                    continue
+                packets = []
+                while credit > 0:
+                    data = route.protect(self._padding_packet(wiring))
+                    packets.append(data)
+                    credit -= len(data) + 28  # with the IP and UDP headers
+                if packets:
+                    route.send_many(packets)
+                    self.padding_sent += len(packets)
+        finally:
+            self._padder = None
+
+    def _padding_packet(self, wiring: adapter.SenderWiring) -> bytes:
+        """A padding-only RTX packet: the RTX header (with the send time, which the
+        receiver's estimate reads) and 255 octets of padding, no payload."""
+        header = bytearray(wiring.rtx_header)
+        header[0] |= 0x20  # padding
+        header[1] = wiring.rtx_payload_type or 0
+        header[2:4] = self._rtx_sequence.to_bytes(2, "big")
+        header[4:8] = self._timestamp.to_bytes(4, "big")
+        self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+        at = wiring.rtx_abs_send_time_at
+        if at is not None:
+            ntp = clock.current_ntp_time()
+            header[at : at + 3] = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        return bytes(header) + _PADDING
 
     async def recv(self) -> av.Packet:
         """aiortc's sender waits here for ever: this class sends by itself."""

@@ -336,3 +336,92 @@ def test_failed_probes_between_layers_do_not_delay_video_coming_back_from_a_paus
     assert c.layer is None
     back = back_from_pause(c, t, seq, lost)
     assert back is not None and back - t <= 10.5, (back, t)
+
+
+def test_a_queue_building_over_two_reports_is_congestion_before_any_loss() -> None:
+    c = controller()
+    for t in range(5):
+        c.report(float(t), 1000 + 150 * t, 0, rtt=0.002)
+        assert c.update(float(t), remb=900_000, sent_bps=1_000_000, shared=False) is None
+    # the top layer climbs past a 1 Mbit/s line: +96 ms, then +97 ms (measured)
+    c.report(5.0, 1750, 0, rtt=0.098)
+    assert c.update(5.0, remb=900_000, sent_bps=1_000_000, shared=False) is None
+    c.report(6.0, 1900, 0, rtt=0.099)
+    decision = c.update(6.0, remb=900_000, sent_bps=1_000_000, shared=False)
+    assert decision is not None and decision.layer == 1 and "queue" in decision.reason
+
+
+def padding_controller() -> LayerController:
+    c = controller(initial=1)
+    c.can_pad = True
+    return c
+
+
+def test_a_probe_pads_first_and_moves_up_only_after_a_clean_padding() -> None:
+    c = padding_controller()
+    seq, t = 1000, 0.0
+    moves: list[tuple[float, int | None]] = []
+    padded_at: float | None = None
+    while t < 30 and not moves:
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        decision = c.update(t, remb=None, sent_bps=450_000)
+        if c.padding_bps and padded_at is None:
+            padded_at = t
+            # up to the next layer's rate (1.5 Mbit/s), over what is sent
+            assert 1_000_000 < c.padding_bps < 1_300_000
+        if decision is not None:
+            moves.append((t, decision.layer))
+        t += 0.5
+    assert padded_at is not None, "no padding before the probe"
+    assert moves == [(padded_at + 7.0, 0)], "moved up before the padding had held"
+    assert c.padding_bps == 0
+
+
+def test_a_queue_on_one_report_stops_the_padding_and_the_layer_stays() -> None:
+    c = padding_controller()
+    seq, t = 1000, 0.0
+    while not c.padding_bps:
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        assert c.update(t, remb=None, sent_bps=450_000) is None
+        t += 0.5
+    started = t
+    c.report(t, seq + 20, 0, delay=0.03)
+    assert c.update(t, remb=None, sent_bps=450_000) is None and c.padding_bps
+    t += 1.0
+    c.report(t, seq + 40, 0, delay=0.13)  # the line's queue grows: +110 ms
+    assert c.update(t, remb=None, sent_bps=450_000) is None, "the layer moved"
+    assert c.padding_bps == 0 and c.layer == 1
+    # a failed probe: the next one waits longer than the first did
+    seq += 40
+    while not c.padding_bps and t < started + 60:
+        t += 0.5
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        c.update(t, remb=None, sent_bps=450_000)
+    assert t - started > 8.0, f"padded again {t - started:.1f} s later"
+
+
+def test_nacks_for_a_tenth_of_the_packets_stop_the_padding() -> None:
+    c = padding_controller()
+    seq, t = 1000, 0.0
+    while not c.padding_bps:
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        c.update(t, remb=None, sent_bps=450_000)
+        t += 0.5
+    c.start_counting(5000, 0)
+    assert not c.nacked(5030, 2), "two NACKs in thirty packets: a lossy line, not a full one"
+    assert c.nacked(5060, 8)
+    assert c.update(t, remb=None, sent_bps=450_000) is None
+    assert c.padding_bps == 0 and c.layer == 1
+
+
+def test_the_joins_burst_lost_on_a_slow_line_goes_to_the_lowest_layer_not_audio_only() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=520_000)
+    c.report(1.5, 1100, 82)  # the replayed keyframe and what followed, mostly lost
+    decision = c.update(1.5, remb=None, sent_bps=520_000)
+    assert decision is not None and decision.layer == 2, "paused on the join's burst"

@@ -1,5 +1,6 @@
 """The fast send path keeps what aiortc's sender did: retransmissions, sender and
-receiver reports, and streams that stay continuous across layer switches."""
+receiver reports, streams that stay continuous across layer switches, and padding
+that a receiver takes as padding."""
 
 import asyncio
 import itertools
@@ -157,3 +158,48 @@ async def test_a_layer_switch_keeps_sequence_numbers_and_picture_ids_continuous(
     steps = {(b - a) % (1 << 15) for a, b in itertools.pairwise(pictures)}
     assert steps == {1}, f"picture ids jumped: {steps}"
     assert room.sizes >= {(320, 180), (640, 360)}, "no layer switch happened"
+
+
+async def test_padding_reaches_the_classroom_as_padding_and_the_picture_goes_on(
+    server: RunningServer,
+) -> None:
+    teacher = Teacher(server.url, server.token("pad", "teacher"))
+    room = Classroom(server.url, server.token("pad", "classroom"))
+    await teacher.join()
+    await teacher.publish()
+    await room.join()
+    await room.subscribe()
+    receiver = video_receiver(room)
+    original = receiver._handle_rtp_packet
+    padding: list[tuple[float, int]] = []  # (when, bytes of padding)
+
+    async def watch(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if packet.padding_size and not packet.payload:
+            padding.append((time.monotonic(), packet.padding_size))
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = watch
+    try:
+        await room.wait_frames(30)
+        video = next(s for s in fast_senders(server, "pad") if s.kind == "video")
+        assert video.can_pad, "RTX was not negotiated"
+        before = len(room.numbers)
+        started = time.monotonic()
+        video.pad(400_000, ramp=0.5)
+        await asyncio.sleep(2.5)
+        video.pad(0)
+        stopped = time.monotonic()
+        await asyncio.sleep(1.0)
+        after = len(room.numbers)
+    finally:
+        await room.close()
+        await teacher.close()
+    sent = sum(size for _, size in padding) * 8
+    # 0.5 s of ramp and 2 s at 400 kbit/s: about 900 kbit on the wire, ~85 % of it padding
+    assert 400_000 < sent < 1_000_000, f"{sent} bits of padding"
+    late = [t for t, _ in padding if t > stopped + 0.2]
+    assert not late, f"{len(late)} padding packets after it stopped"
+    assert all(t >= started for t, _ in padding), "padding before it was asked for"
+    assert after - before >= 60, "the picture stopped while padded"
+    numbers = room.numbers
+    assert numbers == sorted(numbers) and room.damaged == 0
