@@ -161,8 +161,9 @@ class VideoDownlink:
     def _on_nack(self, feedback: adapter.SenderFeedback) -> None:
         if self.sender is None:
             return
-        if self.controller.nacked(adapter.sender_counters(self.sender)[0], feedback.newly_nacked):
-            self.evaluate()  # a padding probe overflows the line: stop it now
+        sent = adapter.sender_counters(self.sender)[0]
+        if self.controller.nacked(self._clock(), sent, feedback.newly_nacked):
+            self.evaluate()  # now, not at the next receiver report
 
     def _sent_bps(self, now: float) -> float:
         if self.sender is None:

@@ -11,6 +11,15 @@ judged congested on any of:
   +133 ms on two reports 2.7 s before the shaper dropped anything (and the third
   report, +288 ms, came with 22 % loss); in another run +96, +97, +270 ms, then
   loss;
+- heavy loss seen in NACKs, on the top layer only: a fifth of the packets sent
+  over the last 0.3-1 s newly NACKed. That shows a round trip after the loss
+  begins, where receiver reports come about a second apart and smooth loss over
+  two: a step from 2.5 Mbit/s to 600 kbit/s kept the top layer 2.1 s on reports.
+  The top is the layer whose rate nobody chose (the teacher's own), and a line
+  that suddenly loses a fifth of it has fallen by an unknown amount: it goes to
+  the lowest layer, never to audio only on NACKs alone, and padding probes bring
+  it back up. (Stepping one layer on NACKs was tried: a 300 kbit/s line went to
+  360p, where the reports would have gone to 180p, and froze 1.5 s.)
 - REMB well under what is sent. A browser's REMB covers its whole connection and
   is a good signal when it lasts. An aiortc receiver estimates each stream alone,
   ramps slowly and reads a busy CPU as a queue, so its REMB only counts when it is
@@ -75,6 +84,10 @@ PAD_QUEUE = 0.08  # a queue this long on one report stops padding
 PAD_OVER = 1.1  # ...padding to this share above that layer's rate
 PAD_NACK_SHARE = 0.1  # NACKs for this share of the packets sent since the padding began...
 PAD_NACK_MIN = 5  # ...and at least this many stop it
+NACK_WINDOW = 1.0  # seconds of NACKs weighed against the packets sent
+NACK_SPAN = 0.3  # ...once the window spans this much
+NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
+NACK_MIN = 10  # newly NACKed packets in the window before that share means anything
 
 
 @dataclass
@@ -144,6 +157,10 @@ class LayerController:
         self._padding_since = 0.0
         self._pad_packets: tuple[int, int] | None = None  # (sent, NACKed) at its start
         self._pad_overflow = False
+        # (when, packets sent so far, packets newly NACKed so far)
+        self._nacks: deque[tuple[float, int, int]] = deque()
+        self.nack_loss = 0.0  # the share of the packets sent lately that were NACKed
+        self.nack_heavy = False
 
     # -- inputs --------------------------------------------------------------
 
@@ -204,6 +221,9 @@ class LayerController:
         """After a switch the old layer's losses and queue say nothing about the new."""
         if self._reports:
             self._reports = deque([self._reports[-1]])
+        if self._nacks:
+            self._nacks = deque([self._nacks[-1]])
+        self.nack_loss = 0.0
         self.loss = 0.0
         self._remb_low_since = None
         self._congested_since = None
@@ -302,11 +322,23 @@ class LayerController:
 
     # -- padding probes ----------------------------------------------------------
 
-    def nacked(self, packets_sent: int, nacked: int) -> bool:
+    def nacked(self, now: float, packets_sent: int, nacked: int) -> bool:
         """NACKs came: running totals of the packets sent and of the packets NACKed
-        (each once). True when a padding probe must stop now."""
+        (each once). True when that should be acted on now (heavy loss on the top
+        layer, or a padding probe to stop)."""
+        nacks = self._nacks
+        nacks.append((now, packets_sent, nacked))
+        # NACKs come only with loss: the window starts at the first NACK within it
+        while len(nacks) > 1 and nacks[0][0] < now - NACK_WINDOW:
+            nacks.popleft()
+        first, last = nacks[0], nacks[-1]
+        sent, asked = last[1] - first[1], last[2] - first[2]
+        if last[0] - first[0] >= NACK_SPAN and asked >= NACK_MIN and sent > 0:
+            self.nack_loss = min(1.0, asked / sent)
+        else:
+            self.nack_loss = 0.0
         if self._padding is None:
-            return False
+            return self.layer == 0 and self.nack_loss > NACK_HEAVY
         if self._pad_packets is None:
             self._pad_packets = (packets_sent, nacked)
             return False
@@ -438,7 +470,14 @@ class LayerController:
             else:
                 corroborated = self.loss > 0.02 or self.queue > QUEUE_DELAY / 3
                 remb_congested = remb < REMB_ALONE_DEEP * sent and corroborated
-        congested = lossy or queued or remb_congested
+        # on the top layer only (see the module's note); not while a switch settles
+        self.nack_heavy = (
+            self.layer == 0
+            and self.nack_loss > NACK_HEAVY
+            and now >= self._settle_until
+            and not (lossy or queued or remb_congested)
+        )
+        congested = lossy or queued or remb_congested or self.nack_heavy
         if not congested:
             self._congested_since = None
         elif self._congested_since is None:
@@ -448,6 +487,8 @@ class LayerController:
             if lossy
             else f"queue {max(self.queue, self.queue_building) * 1000:.0f} ms"
             if queued
+            else f"NACKs for {self.nack_loss:.0%} of the packets"
+            if self.nack_heavy
             else f"REMB {remb or 0:.0f} under {total:.0f} bps"
         )
         return congested, why
@@ -463,6 +504,8 @@ class LayerController:
         self, now: float, rates: list[float], lowest: int, audio: float
     ) -> Decision | None:
         assert self.layer is not None and self.cap is not None
+        if self.nack_heavy:  # to the lowest layer, never to audio only (module's note)
+            return self._move(max(lowest, self.cap), now, f"congested ({self.why})")
         fitting = [
             i
             for i in range(max(self.layer + 1, self.cap), lowest + 1)

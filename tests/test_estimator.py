@@ -412,8 +412,8 @@ def test_nacks_for_a_tenth_of_the_packets_stop_the_padding() -> None:
         c.update(t, remb=None, sent_bps=450_000)
         t += 0.5
     c.start_counting(5000, 0)
-    assert not c.nacked(5030, 2), "two NACKs in thirty packets: a lossy line, not a full one"
-    assert c.nacked(5060, 8)
+    assert not c.nacked(t, 5030, 2), "two NACKs in thirty packets: a lossy line, not a full one"
+    assert c.nacked(t, 5060, 8)
     assert c.update(t, remb=None, sent_bps=450_000) is None
     assert c.padding_bps == 0 and c.layer == 1
 
@@ -425,3 +425,33 @@ def test_the_joins_burst_lost_on_a_slow_line_goes_to_the_lowest_layer_not_audio_
     c.report(1.5, 1100, 82)  # the replayed keyframe and what followed, mostly lost
     decision = c.update(1.5, remb=None, sent_bps=520_000)
     assert decision is not None and decision.layer == 2, "paused on the join's burst"
+
+
+def test_heavy_loss_in_nacks_takes_the_top_layer_to_the_lowest_before_any_report() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=1_400_000)
+    c.report(10.0, 2300, 0)
+    assert c.update(10.0, remb=None, sent_bps=1_400_000) is None
+    # the line falls to 600 kbit/s at 10.1 s: NACKs come a round trip later
+    assert not c.nacked(10.45, 50_000, 0)
+    assert not c.nacked(10.6, 50_020, 12), "one NACK burst, 0.15 s: too soon to judge"
+    assert c.nacked(10.8, 50_050, 20)
+    decision = c.update(10.8, remb=None, sent_bps=1_400_000)
+    assert decision is not None and decision.layer == 2 and "NACKs" in decision.reason
+
+
+def test_nacks_on_a_lossy_line_or_below_the_top_do_not_move_the_layer() -> None:
+    c = controller()
+    c.report(0.0, 1000, 0)
+    c.update(0.0, remb=None, sent_bps=1_400_000)
+    # 3 % random loss on the top layer: a NACK now and then
+    for n in range(20):
+        assert not c.nacked(1.0 + 0.1 * n, 50_000 + 12 * n, n // 3)
+    assert c.update(3.0, remb=None, sent_bps=1_400_000) is None
+    low = controller(initial=1)
+    low.report(0.0, 1000, 0)
+    low.update(0.0, remb=None, sent_bps=450_000)
+    assert not low.nacked(1.0, 9_000, 0)
+    assert not low.nacked(1.5, 9_020, 15)
+    assert low.update(1.5, remb=None, sent_bps=450_000) is None
