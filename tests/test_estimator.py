@@ -357,6 +357,17 @@ def padding_controller() -> LayerController:
     return c
 
 
+def until_padding(c: LayerController) -> tuple[int, float]:
+    """Clean reports on 360p until a probe starts padding: (sequence, time) then."""
+    seq, t = 1000, 0.0
+    while not c.padding_bps:
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        assert c.update(t, remb=None, sent_bps=450_000) is None
+        t += 0.5
+    return seq, t
+
+
 def test_a_probe_pads_first_and_moves_up_only_after_a_clean_padding() -> None:
     c = padding_controller()
     seq, t = 1000, 0.0
@@ -380,12 +391,7 @@ def test_a_probe_pads_first_and_moves_up_only_after_a_clean_padding() -> None:
 
 def test_a_queue_on_one_report_stops_the_padding_and_the_layer_stays() -> None:
     c = padding_controller()
-    seq, t = 1000, 0.0
-    while not c.padding_bps:
-        seq += 20
-        c.report(t, seq, 0, delay=0.02)
-        assert c.update(t, remb=None, sent_bps=450_000) is None
-        t += 0.5
+    seq, t = until_padding(c)
     started = t
     c.report(t, seq + 20, 0, delay=0.03)
     assert c.update(t, remb=None, sent_bps=450_000) is None and c.padding_bps
@@ -405,12 +411,7 @@ def test_a_queue_on_one_report_stops_the_padding_and_the_layer_stays() -> None:
 
 def test_nacks_for_a_tenth_of_the_packets_stop_the_padding() -> None:
     c = padding_controller()
-    seq, t = 1000, 0.0
-    while not c.padding_bps:
-        seq += 20
-        c.report(t, seq, 0, delay=0.02)
-        c.update(t, remb=None, sent_bps=450_000)
-        t += 0.5
+    _, t = until_padding(c)
     c.start_counting(5000, 0)
     assert not c.nacked(t, 5030, 2), "two NACKs in thirty packets: a lossy line, not a full one"
     assert c.nacked(t, 5060, 8)

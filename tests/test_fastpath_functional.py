@@ -23,6 +23,17 @@ def video_receiver(room: Classroom) -> Any:
     return next(t.receiver for t in room.pc.getTransceivers() if t.kind == "video")
 
 
+async def joined(server: RunningServer, lesson: str) -> tuple[Teacher, Classroom]:
+    """A teacher publishing and a classroom receiving, in `lesson`."""
+    teacher = Teacher(server.url, server.token(lesson, "teacher"))
+    room = Classroom(server.url, server.token(lesson, "classroom"))
+    await teacher.join()
+    await teacher.publish()
+    await room.join()
+    await room.subscribe()
+    return teacher, room
+
+
 def fast_senders(server: RunningServer, lesson: str) -> list[FastSender]:
     found = server.lessons.get(lesson)
     assert found is not None
@@ -47,12 +58,7 @@ async def test_a_nacked_packet_is_sent_again_and_the_frame_completes(
 
 
 async def nacked_packets_are_sent_again(server: RunningServer, fast: bool) -> None:
-    teacher = Teacher(server.url, server.token("n", "teacher"))
-    room = Classroom(server.url, server.token("n", "classroom"))
-    await teacher.join()
-    await teacher.publish()
-    await room.join()
-    await room.subscribe()
+    teacher, room = await joined(server, "n")
     receiver = video_receiver(room)
     original = receiver._handle_rtp_packet
     dropped: set[int] = set()
@@ -86,12 +92,7 @@ async def nacked_packets_are_sent_again(server: RunningServer, fast: bool) -> No
 
 
 async def test_sender_and_receiver_reports_flow(server: RunningServer) -> None:
-    teacher = Teacher(server.url, server.token("sr", "teacher"))
-    room = Classroom(server.url, server.token("sr", "classroom"))
-    await teacher.join()
-    await teacher.publish()
-    await room.join()
-    await room.subscribe()
+    teacher, room = await joined(server, "sr")
     try:
         await room.wait_frames(30)
         await asyncio.sleep(3)
@@ -116,12 +117,7 @@ async def test_sender_and_receiver_reports_flow(server: RunningServer) -> None:
 async def test_a_layer_switch_keeps_sequence_numbers_and_picture_ids_continuous(
     server: RunningServer,
 ) -> None:
-    teacher = Teacher(server.url, server.token("sw", "teacher"))
-    room = Classroom(server.url, server.token("sw", "classroom"))
-    await teacher.join()
-    await teacher.publish()
-    await room.join()
-    await room.subscribe()
+    teacher, room = await joined(server, "sw")
     receiver = video_receiver(room)
     original = receiver._handle_rtp_packet
     seen: list[tuple[int, int | None, int]] = []  # (seq, picture id if first of frame, ssrc)
@@ -163,12 +159,7 @@ async def test_a_layer_switch_keeps_sequence_numbers_and_picture_ids_continuous(
 async def test_padding_reaches_the_classroom_as_padding_and_the_picture_goes_on(
     server: RunningServer,
 ) -> None:
-    teacher = Teacher(server.url, server.token("pad", "teacher"))
-    room = Classroom(server.url, server.token("pad", "classroom"))
-    await teacher.join()
-    await teacher.publish()
-    await room.join()
-    await room.subscribe()
+    teacher, room = await joined(server, "pad")
     receiver = video_receiver(room)
     original = receiver._handle_rtp_packet
     padding: list[tuple[float, int]] = []  # (when, bytes of padding)
