@@ -77,6 +77,9 @@ QUEUE_BUILDING = 0.08  # ...or a shorter queue on the last two: the line is fill
 PROBE_HEADROOM = 1.2  # probe up only while REMB is this far above what is sent
 CONGESTED_HOLD = 10.0  # seconds before the first probe after congestion
 HEAVY_LOSS = 0.25  # above this, what got through measures the line
+# ...counted as at least this share of what was sent: a join's burst can be NACKed
+# whole, and a ceiling of nothing would never grow
+LEAST_THROUGH = 0.1
 CEILING_DOUBLING = 60.0  # seconds for a measured ceiling to double (then it is forgotten)
 PAD_RAMP = 6.0  # seconds over which padding rises to the next layer's rate...
 PAD_PROBE = 7.0  # ...and seconds of padding in all before moving up to it
@@ -261,8 +264,15 @@ class LayerController:
             # GCC's cut for moderate loss; under heavy loss, what got through is the
             # line's measure (a slow line flooded by the top layer loses most of it).
             share = 1 - self.loss if self.loss > HEAVY_LOSS else 1 - 0.5 * self.loss
+            share = max(LEAST_THROUGH, share)
             loss_based = (total + self._padding_now(now)) * share
         candidates = [x for x in (remb, loss_based) if x is not None]
+        if self.layer == 0 and self.nack_loss > NACK_HEAVY:
+            # what got through, by the NACKs: it also leaves the ceiling, so that a
+            # 300 kbit/s line is not padded for 360p ten seconds later (that froze
+            # its 180p for 1.3 s in a rural test). Right after the start the rate
+            # sent is not measured yet: the top layer's own rate stands for it.
+            candidates.append((total or rates[0]) * max(LEAST_THROUGH, 1 - self.nack_loss))
         self.estimate = min(candidates) if candidates else None
 
         self.congested, self.why = self._judge(now, remb, sent_bps, total, shared, lossy)
@@ -431,6 +441,8 @@ class LayerController:
             if not self._queued() or total <= 0:
                 return
             measured = total
+        if measured <= 0:
+            return  # nothing measured (no rate yet): a ceiling of 0 would never grow
         current = self.ceiling(now)
         if current is None or measured < current:
             self._ceiling = (measured, now)

@@ -2,6 +2,8 @@
 
 import itertools
 
+import pytest
+
 from media.estimator import Decision, LayerController
 
 RATES = [1_500_000.0, 450_000.0, 150_000.0]
@@ -456,3 +458,28 @@ def test_nacks_on_a_lossy_line_or_below_the_top_do_not_move_the_layer() -> None:
     assert not low.nacked(1.0, 9_000, 0)
     assert not low.nacked(1.5, 9_020, 15)
     assert low.update(1.5, remb=None, sent_bps=450_000) is None
+
+
+@pytest.mark.parametrize(
+    ("sent_bps", "nacked"),
+    [(520_000, 22), (0, 60)],
+    ids=["55 % NACKed", "the join's burst NACKed whole, before a rate was measured"],
+)
+def test_a_line_the_top_flooded_by_nacks_is_not_padded_for_360p_soon_after(
+    sent_bps: float, nacked: int
+) -> None:
+    c = controller()
+    c.can_pad = True
+    c.report(0.0, 1000, 0, delay=0.02)
+    c.update(0.0, remb=None, sent_bps=sent_bps)
+    c.nacked(1.0, 5_000, 0)
+    c.nacked(1.5, 5_040, nacked)  # a 300 kbit/s line under a 520 kbit/s top
+    decision = c.update(1.5, remb=None, sent_bps=sent_bps)
+    assert decision is not None and decision.layer == 2
+    seq, t = 1100, 1.5
+    while t < 40:  # 180p plays cleanly
+        t += 0.5
+        seq += 10
+        c.report(t, seq, 0, delay=0.02)
+        assert c.update(t, remb=None, sent_bps=150_000) is None
+        assert not c.padding_bps, f"padded for 360p at {t:.1f} s"
