@@ -46,7 +46,7 @@ subscriber gets padding on top of its layer, rising over `PAD_RAMP` seconds to t
 next layer's rate and held there to `PAD_PROBE`, and moves up only if the line
 stayed clean. Congestion, a queue on any one report (the round trip, or the delay
 of the latest packet the report acknowledges), or NACKs for a tenth of the packets
-sent since the padding began, stops it at once: the padding goes, the layer stays,
+sent over the last half second, stops it at once: the padding goes, the layer stays,
 and the probe counts as failed. Rising slowly, the padding fills a full line's
 queue over a second or two, so a report shows the queue before the shaper drops. Switching straight
 up into a line that cannot carry the next layer (360p at 450 kbit/s to a top of
@@ -87,6 +87,7 @@ PAD_QUEUE = 0.08  # a queue this long on one report stops padding
 PAD_OVER = 1.1  # ...padding to this share above that layer's rate
 PAD_NACK_SHARE = 0.1  # NACKs for this share of the packets sent since the padding began...
 PAD_NACK_MIN = 5  # ...and at least this many stop it
+PAD_NACK_WINDOW = 0.5  # ...counted over this many seconds at most
 NACK_WINDOW = 1.0  # seconds of NACKs weighed against the packets sent
 NACK_SPAN = 0.3  # ...once the window spans this much
 NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
@@ -352,8 +353,15 @@ class LayerController:
         if self._pad_packets is None:
             self._pad_packets = (packets_sent, nacked)
             return False
-        sent = packets_sent - self._pad_packets[0]
-        asked = nacked - self._pad_packets[1]
+        # over the last PAD_NACK_WINDOW, or since the padding began if that is later:
+        # counted from the start of a long probe, a line that fell 5 s in needed
+        # 22 NACKed packets and stopped the padding only on the next report
+        base = self._pad_packets
+        for when, *totals in nacks:
+            if when < now - PAD_NACK_WINDOW and totals[0] >= base[0]:
+                base = (totals[0], totals[1])
+        sent = packets_sent - base[0]
+        asked = nacked - base[1]
         self._pad_overflow = asked >= max(PAD_NACK_MIN, PAD_NACK_SHARE * sent)
         return self._pad_overflow
 

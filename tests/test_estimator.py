@@ -483,3 +483,14 @@ def test_a_line_the_top_flooded_by_nacks_is_not_padded_for_360p_soon_after(
         c.report(t, seq, 0, delay=0.02)
         assert c.update(t, remb=None, sent_bps=150_000) is None
         assert not c.padding_bps, f"padded for 360p at {t:.1f} s"
+
+
+def test_a_line_that_falls_late_in_a_padding_probe_stops_it_on_the_next_nacks() -> None:
+    c = padding_controller()
+    _, t = until_padding(c)
+    c.start_counting(10_000, 0)
+    t += 5.0  # 5 s of clean padding: 225 packets of 360p went out
+    c.nacked(t, 10_225, 1)
+    # the line falls to 600 kbit/s: half of the next packets are lost
+    assert not c.nacked(t + 0.6, 10_252, 4)
+    assert c.nacked(t + 0.8, 10_261, 8), "waited for a tenth of the whole probe's packets"
