@@ -19,7 +19,8 @@ judged congested on any of:
   that suddenly loses a fifth of it has fallen by an unknown amount: it goes to
   the lowest layer, never to audio only on NACKs alone, and padding probes bring
   it back up. (Stepping one layer on NACKs was tried: a 300 kbit/s line went to
-  360p, where the reports would have gone to 180p, and froze 1.5 s.)
+  360p, where the reports would have gone to 180p, and froze 1.5 s.) Not in a
+  stream's first seconds, whose NACKs are mostly for the join's burst;
 - REMB well under what is sent. A browser's REMB covers its whole connection and
   is a good signal when it lasts. An aiortc receiver estimates each stream alone,
   ramps slowly and reads a busy CPU as a queue, so its REMB only counts when it is
@@ -64,7 +65,8 @@ from dataclasses import dataclass
 
 PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
 PAUSE_AFTER = 4.0  # or when congestion at the lowest layer lasts this long (seconds)
-START_GRACE = 5.0  # seconds from a stream's start before an estimate alone pauses it
+START_GRACE = 5.0  # seconds from a stream's start before an estimate alone pauses it,
+# or NACKs count
 REMB_PERSIST = 0.4  # a browser's low REMB counts once it lasts this long (seconds)...
 REMB_DEEP = 0.6  # ...or at once when it is below this share of what is sent
 REMB_ALONE_DEEP = 0.5  # a per-stream REMB must fall this low, with loss or a queue
@@ -268,7 +270,7 @@ class LayerController:
             share = max(LEAST_THROUGH, share)
             loss_based = (total + self._padding_now(now)) * share
         candidates = [x for x in (remb, loss_based) if x is not None]
-        if self.layer == 0 and self.nack_loss > NACK_HEAVY:
+        if self._nacks_count(now):
             # what got through, by the NACKs: it also leaves the ceiling, so that a
             # 300 kbit/s line is not padded for 360p ten seconds later (that froze
             # its 180p for 1.3 s in a rural test). Right after the start the rate
@@ -349,7 +351,7 @@ class LayerController:
         else:
             self.nack_loss = 0.0
         if self._padding is None:
-            return self.layer == 0 and self.nack_loss > NACK_HEAVY
+            return self._nacks_count(now)
         if self._pad_packets is None:
             self._pad_packets = (packets_sent, nacked)
             return False
@@ -364,6 +366,14 @@ class LayerController:
         asked = nacked - base[1]
         self._pad_overflow = asked >= max(PAD_NACK_MIN, PAD_NACK_SHARE * sent)
         return self._pad_overflow
+
+    def _nacks_count(self, now: float) -> bool:
+        """Heavy loss in NACKs on the top layer, past the stream's first seconds."""
+        return (
+            self.layer == 0
+            and self.nack_loss > NACK_HEAVY
+            and now - self._started_at >= START_GRACE
+        )
 
     def start_counting(self, packets_sent: int, nacked: int) -> None:
         """The running totals when a padding probe begins."""
@@ -490,10 +500,11 @@ class LayerController:
             else:
                 corroborated = self.loss > 0.02 or self.queue > QUEUE_DELAY / 3
                 remb_congested = remb < REMB_ALONE_DEEP * sent and corroborated
-        # on the top layer only (see the module's note); not while a switch settles
+        # on the top layer only (see the module's note); not while a switch settles,
+        # nor in a stream's first seconds: the join's burst (up to 96 KB at once)
+        # overflows a 1 Mbit/s line's queue, and its NACKs held 180p for a minute
         self.nack_heavy = (
-            self.layer == 0
-            and self.nack_loss > NACK_HEAVY
+            self._nacks_count(now)
             and now >= self._settle_until
             and not (lossy or queued or remb_congested)
         )
