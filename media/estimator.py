@@ -5,12 +5,10 @@ sequence number, smoothed over a window because one report's fraction-lost is
 noisy), the round-trip time they give, and the rate actually sent. The line is
 judged congested on any of:
 - loss above 10% over the window (with enough packets to say so);
-- a queue: the round trip grows 150 ms above the least seen lately over three
+- a queue (`media/queuemeter.py`): 150 ms above the least seen lately over three
   reports, or 80 ms over two (a rural line's shaper holds up to 300 ms of packets
-  before it drops). The top layer climbing through a 1 Mbit/s line showed +126 and
-  +133 ms on two reports 2.7 s before the shaper dropped anything (and the third
-  report, +288 ms, came with 22 % loss); in another run +96, +97, +270 ms, then
-  loss;
+  before it drops). The top layer climbing through a 1 Mbit/s line showed +96,
+  +97, +270 ms, then loss;
 - heavy loss seen in NACKs, on the top layer only: a fifth of the packets sent
   over the last 0.3-1 s newly NACKed. That shows a round trip after the loss
   begins, where receiver reports come about a second apart and smooth loss over
@@ -34,13 +32,9 @@ cascade down to audio only. It goes up slowly: after a quiet hold, one layer at 
 time, as a probe. A probe that meets congestion within `probe_window` is undone and
 doubles the hold (up to `max_hold`); a probe that holds resets it.
 
-Congestion also leaves a ceiling: under heavy loss, what got through; with a queue,
-what was being sent. A probe to a layer above the ceiling waits until the ceiling
-has grown past it (it doubles every `CEILING_DOUBLING` seconds, and a clean line's
-REMB lifts it): a 300 kbit/s line that the top layer flooded does not try the
-450 kbit/s layer ten seconds later and freeze again (measured: 4-5 s of freezes in
-25 s from one such probe). Video coming back from audio only to the lowest layer is
-not held back by it.
+Congestion also leaves a ceiling (`media/ceiling.py`) that a probe must not exceed
+until it has grown. Video coming back from audio only to the lowest layer is not
+held back by it.
 
 A probe pads first where the sender can (`can_pad`, RTX negotiated): the
 subscriber gets padding on top of its layer, rising over `PAD_RAMP` seconds to the
@@ -63,6 +57,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from media.ceiling import Ceiling
+from media.nackshare import NackShare
+from media.queuemeter import QueueMeter
+
 PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
 PAUSE_AFTER = 4.0  # or when congestion at the lowest layer lasts this long (seconds)
 START_GRACE = 5.0  # seconds from a stream's start before an estimate alone pauses it,
@@ -73,16 +71,13 @@ REMB_ALONE_DEEP = 0.5  # a per-stream REMB must fall this low, with loss or a qu
 QUEUE_DELAY = 0.15  # seconds of round trip above the least: the line queues
 MIN_PACKETS = 20  # packets expected in the window before its loss means anything
 SETTLE = 2.5  # seconds after a switch down when only severe trouble goes further
-RTT_MEMORY = 30.0  # seconds over which the least round trip is kept
-QUEUE_SAMPLES = 3  # receiver reports (about 1 s apart) a queue must last
-QUEUE_BUILDING = 0.08  # ...or a shorter queue on the last two: the line is filling
+QUEUE_BUILDING = 0.08  # seconds of queue over the last two reports: the line is filling
 PROBE_HEADROOM = 1.2  # probe up only while REMB is this far above what is sent
 CONGESTED_HOLD = 10.0  # seconds before the first probe after congestion
 HEAVY_LOSS = 0.25  # above this, what got through measures the line
 # ...counted as at least this share of what was sent: a join's burst can be NACKed
 # whole, and a ceiling of nothing would never grow
 LEAST_THROUGH = 0.1
-CEILING_DOUBLING = 60.0  # seconds for a measured ceiling to double (then it is forgotten)
 PAD_RAMP = 6.0  # seconds over which padding rises to the next layer's rate...
 PAD_PROBE = 7.0  # ...and seconds of padding in all before moving up to it
 PAD_QUEUE = 0.08  # a queue this long on one report stops padding
@@ -90,10 +85,7 @@ PAD_OVER = 1.1  # ...padding to this share above that layer's rate
 PAD_NACK_SHARE = 0.1  # NACKs for this share of the packets sent since the padding began...
 PAD_NACK_MIN = 5  # ...and at least this many stop it
 PAD_NACK_WINDOW = 0.5  # ...counted over this many seconds at most
-NACK_WINDOW = 1.0  # seconds of NACKs weighed against the packets sent
-NACK_SPAN = 0.3  # ...once the window spans this much
 NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
-NACK_MIN = 10  # newly NACKed packets in the window before that share means anything
 
 
 @dataclass
@@ -135,21 +127,16 @@ class LayerController:
         self._remb_at_switch: float | None = None
         self._remb_caught_up = True
         self._reports: deque[tuple[float, int, int]] = deque()
-        self._rtts: deque[tuple[float, float]] = deque()
-        self._delays: deque[tuple[float, float]] = deque()
-        self._queue_samples: deque[float] = deque(maxlen=QUEUE_SAMPLES)
+        self._queue = QueueMeter()
         self._congested_since: float | None = None
         self._remb_low_since: float | None = None
-        self._ceiling: tuple[float, float] | None = None  # (bps, when measured)
+        self._ceiling = Ceiling()
         self._settle_until = 0.0
         self._resumed_probe = False  # the last move resumed video from a pause
         self._probe_failed = False  # the last congestion came within a probe's window
         # the highest sequence number reported when video resumed from a pause
         self._resumed_at_sequence: int | None = None
         self.loss = 0.0
-        self.queue = 0.0  # seconds of round trip above the least seen lately
-        self.queue_building = 0.0  # the same over the last two reports
-        self.queue_now = 0.0  # the latest report's alone
         self.estimate: float | None = None
         self.remb: float | None = None
         self.sent_bps = 0.0
@@ -163,10 +150,26 @@ class LayerController:
         self._padding_since = 0.0
         self._pad_packets: tuple[int, int] | None = None  # (sent, NACKed) at its start
         self._pad_overflow = False
-        # (when, packets sent so far, packets newly NACKed so far)
-        self._nacks: deque[tuple[float, int, int]] = deque()
-        self.nack_loss = 0.0  # the share of the packets sent lately that were NACKed
+        self._nacks = NackShare()
         self.nack_heavy = False
+
+    @property
+    def queue(self) -> float:
+        """Seconds of queue the last few reports agree on (the least of them)."""
+        return self._queue.lasting
+
+    @property
+    def queue_building(self) -> float:
+        return self._queue.building
+
+    @property
+    def queue_now(self) -> float:
+        return self._queue.latest
+
+    @property
+    def nack_loss(self) -> float:
+        """The share of the packets sent lately that were NACKed."""
+        return self._nacks.share
 
     # -- inputs --------------------------------------------------------------
 
@@ -204,32 +207,13 @@ class LayerController:
             self.loss = min(1.0, max(0.0, lost / expected))
         elif len(reports) == 1:
             self.loss = 0.0
-        # The queue: how far this report's delay sits above the least seen lately.
-        # The delay of the latest packet it acknowledges, where the sender knows when
-        # that went out, is there on every report; the round trip needs the sender's
-        # latest SR to have arrived, and on a queueing line it often has not (two
-        # reports in a row without one, as the queue grew from +90 to +320 ms).
-        sample = _above_least(self._delays, now, delay)
-        from_rtt = _above_least(self._rtts, now, rtt)
-        if sample is None:
-            sample = from_rtt
-        if sample is not None:
-            samples = self._queue_samples
-            samples.append(sample)
-            # A queue that lasts: the least of the last few reports. One keyframe fills
-            # a slow line's shaper for a moment (a 180p keyframe is 300 ms at 300
-            # kbit/s); that drains by itself and is no reason to go down.
-            self.queue = min(list(samples)[-QUEUE_SAMPLES:])
-            self.queue_building = min(list(samples)[-2:])
-            self.queue_now = sample
+        self._queue.add(now, delay, rtt)
 
     def _fresh_windows(self) -> None:
         """After a switch the old layer's losses and queue say nothing about the new."""
         if self._reports:
             self._reports = deque([self._reports[-1]])
-        if self._nacks:
-            self._nacks = deque([self._nacks[-1]])
-        self.nack_loss = 0.0
+        self._nacks.restart()
         self.loss = 0.0
         self._remb_low_since = None
         self._congested_since = None
@@ -322,7 +306,7 @@ class LayerController:
                 return None
             ceiling = self.ceiling(now)
             if remb is not None and ceiling is not None and remb > ceiling:
-                self._ceiling = (remb, now)  # the line carries what it did, and more
+                self._ceiling.lift(now, remb)
                 ceiling = remb
             target = self.layer - 1
             if ceiling is not None and rates[target] + audio > ceiling:
@@ -339,17 +323,7 @@ class LayerController:
         """NACKs came: running totals of the packets sent and of the packets NACKed
         (each once). True when that should be acted on now (heavy loss on the top
         layer, or a padding probe to stop)."""
-        nacks = self._nacks
-        nacks.append((now, packets_sent, nacked))
-        # NACKs come only with loss: the window starts at the first NACK within it
-        while len(nacks) > 1 and nacks[0][0] < now - NACK_WINDOW:
-            nacks.popleft()
-        first, last = nacks[0], nacks[-1]
-        sent, asked = last[1] - first[1], last[2] - first[2]
-        if last[0] - first[0] >= NACK_SPAN and asked >= NACK_MIN and sent > 0:
-            self.nack_loss = min(1.0, asked / sent)
-        else:
-            self.nack_loss = 0.0
+        self._nacks.add(now, packets_sent, nacked)
         if self._padding is None:
             return self._nacks_count(now)
         if self._pad_packets is None:
@@ -358,12 +332,7 @@ class LayerController:
         # over the last PAD_NACK_WINDOW, or since the padding began if that is later:
         # counted from the start of a long probe, a line that fell 5 s in needed
         # 22 NACKed packets and stopped the padding only on the next report
-        base = self._pad_packets
-        for when, *totals in nacks:
-            if when < now - PAD_NACK_WINDOW and totals[0] >= base[0]:
-                base = (totals[0], totals[1])
-        sent = packets_sent - base[0]
-        asked = nacked - base[1]
+        sent, asked = self._nacks.since(now, PAD_NACK_WINDOW, self._pad_packets)
         self._pad_overflow = asked >= max(PAD_NACK_MIN, PAD_NACK_SHARE * sent)
         return self._pad_overflow
 
@@ -441,15 +410,7 @@ class LayerController:
         return True, self._probe(target, now)
 
     def ceiling(self, now: float) -> float | None:
-        """What the line carried when it last congested, grown with time since."""
-        if self._ceiling is None:
-            return None
-        bps, at = self._ceiling
-        grown = bps * 2 ** ((now - at) / CEILING_DOUBLING)
-        if grown > 64 * bps:
-            self._ceiling = None
-            return None
-        return grown
+        return self._ceiling.at(now)
 
     def _lower_ceiling(self, now: float, total: float) -> None:
         """Congestion measured the line: the estimate (REMB, or what got through), or,
@@ -459,11 +420,7 @@ class LayerController:
             if not self._queued() or total <= 0:
                 return
             measured = total
-        if measured <= 0:
-            return  # nothing measured (no rate yet): a ceiling of 0 would never grow
-        current = self.ceiling(now)
-        if current is None or measured < current:
-            self._ceiling = (measured, now)
+        self._ceiling.lower(now, measured)
 
     def _queued(self) -> bool:
         return self.queue > QUEUE_DELAY or self.queue_building > QUEUE_BUILDING
@@ -600,16 +557,3 @@ class LayerController:
             self._settle_until = now + SETTLE
             self._fresh_windows()
         return Decision(target, reason)
-
-
-def _above_least(
-    samples: deque[tuple[float, float]], now: float, value: float | None
-) -> float | None:
-    """Add `value` (seconds) to `samples`, and return how far it is above the least
-    of the last `RTT_MEMORY` seconds; None without a value."""
-    if value is None or value < 0:
-        return None
-    samples.append((now, value))
-    while samples and samples[0][0] < now - RTT_MEMORY:
-        samples.popleft()
-    return max(0.0, value - min(v for _, v in samples))

@@ -353,74 +353,6 @@ def test_a_queue_building_over_two_reports_is_congestion_before_any_loss() -> No
     assert decision is not None and decision.layer == 1 and "queue" in decision.reason
 
 
-def padding_controller() -> LayerController:
-    c = controller(initial=1)
-    c.can_pad = True
-    return c
-
-
-def until_padding(c: LayerController) -> tuple[int, float]:
-    """Clean reports on 360p until a probe starts padding: (sequence, time) then."""
-    seq, t = 1000, 0.0
-    while not c.padding_bps:
-        seq += 20
-        c.report(t, seq, 0, delay=0.02)
-        assert c.update(t, remb=None, sent_bps=450_000) is None
-        t += 0.5
-    return seq, t
-
-
-def test_a_probe_pads_first_and_moves_up_only_after_a_clean_padding() -> None:
-    c = padding_controller()
-    seq, t = 1000, 0.0
-    moves: list[tuple[float, int | None]] = []
-    padded_at: float | None = None
-    while t < 30 and not moves:
-        seq += 20
-        c.report(t, seq, 0, delay=0.02)
-        decision = c.update(t, remb=None, sent_bps=450_000)
-        if c.padding_bps and padded_at is None:
-            padded_at = t
-            # up to the next layer's rate (1.5 Mbit/s), over what is sent
-            assert 1_000_000 < c.padding_bps < 1_300_000
-        if decision is not None:
-            moves.append((t, decision.layer))
-        t += 0.5
-    assert padded_at is not None, "no padding before the probe"
-    assert moves == [(padded_at + 7.0, 0)], "moved up before the padding had held"
-    assert c.padding_bps == 0
-
-
-def test_a_queue_on_one_report_stops_the_padding_and_the_layer_stays() -> None:
-    c = padding_controller()
-    seq, t = until_padding(c)
-    started = t
-    c.report(t, seq + 20, 0, delay=0.03)
-    assert c.update(t, remb=None, sent_bps=450_000) is None and c.padding_bps
-    t += 1.0
-    c.report(t, seq + 40, 0, delay=0.13)  # the line's queue grows: +110 ms
-    assert c.update(t, remb=None, sent_bps=450_000) is None, "the layer moved"
-    assert c.padding_bps == 0 and c.layer == 1
-    # a failed probe: the next one waits longer than the first did
-    seq += 40
-    while not c.padding_bps and t < started + 60:
-        t += 0.5
-        seq += 20
-        c.report(t, seq, 0, delay=0.02)
-        c.update(t, remb=None, sent_bps=450_000)
-    assert t - started > 8.0, f"padded again {t - started:.1f} s later"
-
-
-def test_nacks_for_a_tenth_of_the_packets_stop_the_padding() -> None:
-    c = padding_controller()
-    _, t = until_padding(c)
-    c.start_counting(5000, 0)
-    assert not c.nacked(t, 5030, 2), "two NACKs in thirty packets: a lossy line, not a full one"
-    assert c.nacked(t, 5060, 8)
-    assert c.update(t, remb=None, sent_bps=450_000) is None
-    assert c.padding_bps == 0 and c.layer == 1
-
-
 def test_the_joins_burst_lost_on_a_slow_line_goes_to_the_lowest_layer_not_audio_only() -> None:
     c = controller()
     c.report(0.0, 1000, 0)
@@ -483,17 +415,6 @@ def test_a_line_the_top_flooded_by_nacks_is_not_padded_for_360p_soon_after(
         c.report(t, seq, 0, delay=0.02)
         assert c.update(t, remb=None, sent_bps=150_000) is None
         assert not c.padding_bps, f"padded for 360p at {t:.1f} s"
-
-
-def test_a_line_that_falls_late_in_a_padding_probe_stops_it_on_the_next_nacks() -> None:
-    c = padding_controller()
-    _, t = until_padding(c)
-    c.start_counting(10_000, 0)
-    t += 5.0  # 5 s of clean padding: 225 packets of 360p went out
-    c.nacked(t, 10_225, 1)
-    # the line falls to 600 kbit/s: half of the next packets are lost
-    assert not c.nacked(t + 0.6, 10_252, 4)
-    assert c.nacked(t + 0.8, 10_261, 8), "waited for a tenth of the whole probe's packets"
 
 
 def test_nacks_for_the_joins_burst_do_not_move_the_top_layer() -> None:
