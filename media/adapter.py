@@ -258,6 +258,7 @@ def tap_rtcp(
     sender: RTCRtpSender,
     on_report: Callable[[SenderFeedback], None] | None = None,
     on_nack: Callable[[SenderFeedback], None] | None = None,
+    on_remb: Callable[[SenderFeedback], None] | None = None,
 ) -> SenderFeedback:
     """Record REMB, RR and NACK counts that reach `sender`, then let aiortc handle them."""
     feedback = SenderFeedback()
@@ -272,6 +273,8 @@ def tap_rtcp(
             if sender._ssrc in ssrcs:
                 feedback.remb_bps = bitrate
                 feedback.remb_ssrcs = tuple(ssrcs)
+                if on_remb is not None:
+                    on_remb(feedback)
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:

@@ -108,7 +108,9 @@ class VideoDownlink:
         if isinstance(self.selector.track, FastSender):
             self.selector.track.bind(sender)
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
-        self.feedback = adapter.tap_rtcp(sender, self._on_report, self._on_nack)
+        self.feedback = adapter.tap_rtcp(
+            sender, self._on_report, self._on_nack, self._on_remb
+        )
         if isinstance(self.selector.track, FastSender):
             self.feedback.retransmittable = self.selector.track.retransmittable
 
@@ -164,6 +166,10 @@ class VideoDownlink:
         sent = adapter.sender_counters(self.sender)[0]
         if self.controller.nacked(self._clock(), sent, feedback.newly_nacked):
             self.evaluate()  # now, not at the next receiver report
+
+    def _on_remb(self, feedback: adapter.SenderFeedback) -> None:
+        if self.controller.padding_bps:
+            self.evaluate()  # a padding probe stops on a falling REMB at once
 
     def _sent_bps(self, now: float) -> float:
         if self.sender is None:

@@ -85,6 +85,7 @@ PAD_OVER = 1.1  # ...padding to this share above that layer's rate
 PAD_NACK_SHARE = 0.1  # NACKs for this share of the packets sent since the padding began...
 PAD_NACK_MIN = 5  # ...and at least this many stop it
 PAD_NACK_WINDOW = 0.5  # ...counted over this many seconds at most
+PAD_REMB_FALL = 0.9  # a REMB this far below its highest since the padding began stops it
 NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
 
 
@@ -150,6 +151,7 @@ class LayerController:
         self._padding_since = 0.0
         self._pad_packets: tuple[int, int] | None = None  # (sent, NACKed) at its start
         self._pad_overflow = False
+        self._pad_remb_peak: float | None = None  # the highest REMB since padding began
         self._nacks = NackShare()
         self.nack_heavy = False
 
@@ -356,6 +358,7 @@ class LayerController:
         self._padding_since = now
         self._pad_packets = None
         self._pad_overflow = False
+        self._pad_remb_peak = self.remb
         self.padding_bps = max(0.0, PAD_OVER * rates[target] - total)
         self.padding_note = f"probing for a layer of {rates[target]:.0f} bps"
         return None
@@ -382,13 +385,16 @@ class LayerController:
             self.padding_note = "the classroom's choice changed"
             return False, None
         queued = self.queue_now > PAD_QUEUE
-        if self.congested or self._pad_overflow or queued:
+        fell = self._remb_fell(now, total)
+        if self.congested or self._pad_overflow or queued or fell:
             why = (
                 self.why
                 if self.congested
                 else "NACKs"
                 if self._pad_overflow
                 else f"queue {self.queue_now * 1000:.0f} ms"
+                if queued
+                else f"REMB fell to {self.remb or 0:.0f} bps"
             )
             self._lower_ceiling(now, total + self._padding_now(now))
             self._stop_padding()
@@ -408,6 +414,19 @@ class LayerController:
         self._stop_padding()
         self.padding_note = "the line carried the padding"
         return True, self._probe(target, now)
+
+    def _remb_fell(self, now: float, total: float) -> bool:
+        """The receiver's own delay-based estimate went down while padding: its
+        detector saw the queue grow. REMB only falls on that (it rises, or holds,
+        otherwise), and a falling receiver sends it at once, where receiver reports
+        come 0.5-1.5 s apart: long enough for the padding to fill a small line's
+        queue between two of them."""
+        remb, peak = self.remb, self._pad_remb_peak
+        if remb is None:
+            return False
+        if peak is None or remb > peak:
+            self._pad_remb_peak = peak = remb
+        return remb < PAD_REMB_FALL * peak and remb < total + self._padding_now(now)
 
     def ceiling(self, now: float) -> float | None:
         return self._ceiling.at(now)

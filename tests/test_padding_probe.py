@@ -83,3 +83,45 @@ def test_a_line_that_falls_late_in_a_padding_probe_stops_it_on_the_next_nacks() 
     # the line falls to 600 kbit/s: half of the next packets are lost
     assert not c.nacked(t + 0.6, 10_252, 4)
     assert c.nacked(t + 0.8, 10_261, 8), "waited for a tenth of the whole probe's packets"
+
+
+def remb_padding(remb: float) -> tuple[LayerController, int, float]:
+    """Padding under way on 360p, with the receiver's REMB at `remb`."""
+    c = padding_controller()
+    seq, t = 1000, 0.0
+    while not c.padding_bps:
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        assert c.update(t, remb=remb, sent_bps=450_000) is None
+        t += 0.5
+    return c, seq, t
+
+
+def test_a_falling_remb_stops_the_padding_before_the_next_report() -> None:
+    c, _, t = remb_padding(900_000)
+    # the receiver's estimate climbs with the padding, then its detector sees the
+    # queue grow: the REMB falls to 85 % of what arrives, no report in between
+    for remb in (1_000_000, 1_100_000, 1_150_000):
+        t += 0.5
+        assert c.update(t, remb=remb, sent_bps=450_000) is None
+        assert c.padding_bps, f"stopped on a rising REMB ({remb})"
+    t += 0.2
+    assert c.update(t, remb=820_000, sent_bps=450_000) is None, "the layer moved"
+    assert c.padding_bps == 0 and c.layer == 1
+    assert "REMB fell" in c.padding_note
+    # the line measured about 820 kbit/s: 1.5 Mbit/s is not padded for soon
+    ceiling = c.ceiling(t)
+    assert ceiling is not None and ceiling <= 820_000
+
+
+def test_a_remb_that_lags_the_padding_without_falling_lets_it_go_on() -> None:
+    c, seq, t = remb_padding(600_000)
+    # the padding rises faster than a receiver's estimate may: REMB stays under what
+    # is sent, but it never falls
+    moved = None
+    for _ in range(16):
+        t += 0.5
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        moved = c.update(t, remb=600_000, sent_bps=450_000) or moved
+    assert moved is not None and moved.layer == 0, c.padding_note
