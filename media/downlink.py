@@ -108,9 +108,7 @@ class VideoDownlink:
         if isinstance(self.selector.track, FastSender):
             self.selector.track.bind(sender)
         adapter.on_keyframe_request(sender, self.selector.request_keyframe)
-        self.feedback = adapter.tap_rtcp(
-            sender, self._on_report, self._on_nack, self._on_remb
-        )
+        self.feedback = adapter.tap_rtcp(sender, self._on_report, self._on_nack, self._on_remb)
         if isinstance(self.selector.track, FastSender):
             self.feedback.retransmittable = self.selector.track.retransmittable
 
