@@ -3,9 +3,15 @@
 The top source is decoded once, in one worker thread, and each lower layer is scaled
 and encoded once for all of its subscribers. Each layer is a Source of its own, so a
 subscriber switches layers the same way it would switch sources. A layer nobody
-receives is not encoded, and nothing is decoded while no lower layer is wanted. PyAV
-releases the GIL while decoding, scaling and encoding, so this work runs beside the
-event loop.
+receives is not encoded. PyAV releases the GIL while decoding, scaling and
+encoding, so this work runs beside the event loop.
+
+The top is decoded from its first keyframe on, whether or not a lower layer is
+wanted (about 1.3 ms a 720p frame: 4 % of a core). A subscriber whose line falls
+then gets the lower layer's keyframe from its encoder at once. Starting the decoder
+only when a lower layer was wanted meant asking the publisher for a keyframe first:
+on a step from 2.5 Mbit/s to 600 kbit/s the picture froze 0.2 s longer, and the
+keyframe went to every other subscriber of the top layer too.
 
 Encoding stays real time: when the worker falls behind, it decodes every frame (the
 decoder needs them all) but encodes only the newest.
@@ -16,7 +22,6 @@ import functools
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass
 
 import av
@@ -27,7 +32,6 @@ from media.source import Source
 logger = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 30
-LINGER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,6 @@ class Ladder:
         )
         self._thread: threading.Thread | None = None
         self._decoding = False
-        self._idle_since: float | None = None
         self._closed = False
         self.decoded = 0
         self.skipped = 0
@@ -110,20 +113,10 @@ class Ladder:
 
     def _on_top_frame(self, packet: av.Packet, keyframe: bool) -> None:
         wanted = tuple(layer.sink_count > 0 for layer in self.layers[1:])
-        if not any(wanted):
-            # Keep decoding a little while: a subscriber coming back down soon then
-            # needs no keyframe from the publisher.
-            now = time.monotonic()
-            if self._idle_since is None:
-                self._idle_since = now
-            if not self._decoding or now - self._idle_since > LINGER_SECONDS:
-                self._decoding = False
-                return
-        else:
-            self._idle_since = None
         if not self._decoding:
             if not keyframe:
-                self.top.request_keyframe()
+                if any(wanted):  # else the publisher's next keyframe will do
+                    self.top.request_keyframe()
                 return
             self._decoding = True
             self._start()

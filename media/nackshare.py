@@ -9,7 +9,7 @@ losing half its packets).
 from collections import deque
 
 WINDOW = 1.0  # seconds of NACKs weighed against the packets sent
-SPAN = 0.3  # ...once the window spans this much
+SPAN = 0.15  # ...once the window spans this much
 MIN_NACKED = 10  # newly NACKed packets in the window before the share means anything
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import fractions
 import itertools
+import time
 
 import av
 import pytest
@@ -85,18 +86,42 @@ async def test_a_lower_layer_carries_the_same_numbered_frames_scaled() -> None:
     assert ladder.decoded >= 55
 
 
-async def test_nothing_is_decoded_while_no_lower_layer_is_wanted() -> None:
+async def test_the_top_is_decoded_but_not_encoded_while_no_lower_layer_is_wanted() -> None:
     top = Source("t", "video", "vp8", 90000)
-    top.attach(lambda: None)
+    asked: list[float] = []
+    top.attach(lambda: asked.append(time.monotonic()))
+    asked.clear()  # attaching asks for the publisher's first keyframe
     ladder = Ladder(top)
     selector = LayerSelector(ladder.layers)
     selector.select(0)
     try:
         await feed(top, vp8_frames(20))
+        await asyncio.sleep(0.2)
     finally:
         ladder.close()
-    assert ladder.decoded == 0
+    assert ladder.decoded >= 19, "the decoder is kept warm"
+    assert all(layer.frames == 0 for layer in ladder.layers[1:]), "a layer nobody wants"
     assert selector.track.queued == 20
+    assert not asked, "the publisher was asked for a keyframe"
+
+
+async def test_a_switch_down_takes_the_next_frame_without_asking_the_publisher() -> None:
+    top = Source("t", "video", "vp8", 90000)
+    asked: list[float] = []
+    top.attach(lambda: asked.append(time.monotonic()))
+    asked.clear()
+    ladder = Ladder(top)
+    selector = LayerSelector(ladder.layers)
+    selector.select(0)
+    frames = vp8_frames(60)  # one keyframe, the first
+    try:
+        await feed(top, frames[:30])
+        selector.select(2)
+        await feed(top, frames[30:34])
+        assert selector.current == 2, "the switch down waited"
+    finally:
+        ladder.close()
+    assert not asked, "the publisher was asked for a keyframe"
 
 
 async def test_switching_layers_waits_for_a_keyframe_and_keeps_timestamps_rising() -> None:
@@ -108,11 +133,10 @@ async def test_switching_layers_waits_for_a_keyframe_and_keeps_timestamps_rising
     frames = vp8_frames(90, keyframes=(35, 80))
     try:
         await feed(top, frames[:30])
-        selector.select(1)  # down to 360p: decoding starts at the top's next keyframe
+        selector.select(1)  # down to 360p: its encoder starts with a keyframe
         await feed(top, frames[30:34])
-        assert selector.current == 0, "switched before the ladder could decode"
-        await feed(top, frames[34:60])
         assert selector.current == 1
+        await feed(top, frames[34:60])
         selector.select(0)  # back to the top: needs a keyframe from the publisher
         await feed(top, frames[60:78])
         assert selector.current == 1, "switched up without a keyframe of the top layer"
