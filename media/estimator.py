@@ -40,13 +40,15 @@ A probe pads first where the sender can (`can_pad`, RTX negotiated): the
 subscriber gets padding on top of its layer, rising over `PAD_RAMP` seconds to the
 next layer's rate and held there to `PAD_PROBE`, and moves up only if the line
 stayed clean. Congestion, a queue on any one report (the round trip, or the delay
-of the latest packet the report acknowledges), or NACKs for a tenth of the packets
-sent over the last half second, stops it at once: the padding goes, the layer stays,
-and the probe counts as failed. Rising slowly, the padding fills a full line's
-queue over a second or two, so a report shows the queue before the shaper drops. Switching straight
-up into a line that cannot carry the next layer (360p at 450 kbit/s to a top of
-1.3 Mbit/s on a 1 Mbit/s line) cost 1-1.6 s of frozen picture each time, the
-largest share of the rural benchmark's freezes.
+of the latest packet the report acknowledges), NACKs for a tenth of the packets
+sent over the last half second, or a REMB that falls (the receiver's own delay
+detector saw the queue grow, and it says so at once, between two reports), stops
+it at once: the padding goes, the layer stays, and the probe counts as failed.
+Rising slowly, the padding fills a full line's queue over a second or two, so a
+report shows the queue before the shaper drops. Switching straight up into a line
+that cannot carry the next layer (360p at 450 kbit/s to a top of 1.3 Mbit/s on a 1
+Mbit/s line) cost 1-1.6 s of frozen picture each time, the largest share of the
+rural benchmark's freezes.
 
 REMB lags a rate increase by seconds, so right after an up-switch a low REMB only
 counts once REMB has caught up with the new rate, or falls clearly below where it
@@ -537,7 +539,13 @@ class LayerController:
             # 300 kbit/s line lost 80 % of it and paused video for 10 s at once.
             measured = now - self._started_at >= START_GRACE
             estimate = self.estimate
-            far_below = estimate is not None and estimate < PAUSE_MARGIN * need and measured
+            # An estimate alone (REMB) with no loss and no queue does not stop video:
+            # a busy classroom PC reads its own scheduling delays as a queue, and
+            # Chromium's REMB then sits at 75 kbit/s on a loopback line.
+            seen = self.loss > 0.02 or self.queue_building > QUEUE_DELAY / 3
+            far_below = (
+                estimate is not None and estimate < PAUSE_MARGIN * need and measured and seen
+            )
             clear = far_below or (
                 lasting and (self.loss > 2 * self._congestion_loss or self.queue > QUEUE_DELAY)
             )
