@@ -145,16 +145,20 @@ class VideoDownlink:
     def _on_report(self, feedback: adapter.SenderFeedback) -> None:
         now = self._clock()
         track = self.selector.track
-        delay = None
+        delay, slack = None, 0.0
         highest = feedback.highest_sequence
         if isinstance(track, FastSender) and highest != self._last_highest:
             # only a report that acknowledges a new packet says how long it took: one
             # that repeats the last (video paused) would show the pause as a queue
             sent_at = track.sent_at(highest & 0xFFFF)
-            delay = time.monotonic() - sent_at if sent_at is not None else None
+            after = track.sent_at((highest + 1) & 0xFFFF)
+            # the newest packet sent: the receiver has everything, and the report's
+            # wait for the next frame would read as a queue
+            if sent_at is not None and after is not None and after >= sent_at:
+                delay, slack = time.monotonic() - sent_at, after - sent_at
         self._last_highest = highest
         self.controller.report(
-            now, feedback.highest_sequence, feedback.packets_lost, feedback.rtt, delay
+            now, feedback.highest_sequence, feedback.packets_lost, feedback.rtt, delay, slack
         )
         self.evaluate()
 

@@ -184,10 +184,12 @@ class LayerController:
         packets_lost: int,
         rtt: float | None = None,
         delay: float | None = None,
+        slack: float = 0.0,
     ) -> None:
         """A receiver report: cumulative loss, the highest sequence number, the
         round trip it gave (seconds), if it could, and `delay`, the time from sending
-        the highest packet it acknowledges to the report's arrival, if known."""
+        the highest packet it acknowledges to the report's arrival, if known, with
+        `slack`, the time from sending that packet to sending the next."""
         reports = self._reports
         if reports and highest_sequence < reports[-1][1]:
             reports.clear()  # sequence numbers restarted (a new sender)
@@ -211,7 +213,7 @@ class LayerController:
             self.loss = min(1.0, max(0.0, lost / expected))
         elif len(reports) == 1:
             self.loss = 0.0
-        self._queue.add(now, delay, rtt)
+        self._queue.add(now, delay, rtt, slack)
 
     def _fresh_windows(self) -> None:
         """After a switch the old layer's losses and queue say nothing about the new."""

@@ -5,6 +5,12 @@ seen over the last `MEMORY` seconds. The delay of the newest packet it acknowled
 where the sender knows when that went out, is there on every report; the round trip
 needs the sender's latest SR to have arrived, and on a queueing line it often has
 not (two reports in a row without one, as the queue grew from +90 to +320 ms).
+
+A receiver writes its report at a time of its own, after the newest packet arrived
+and before the next one did: up to one frame's gap later (67 ms at 15 fps), which
+reads as a queue that is not there. The sender knows that gap (`slack`: from sending
+the newest packet to sending the next) and takes it off the sample; the least delay
+is kept from the samples as they came.
 """
 
 from collections import deque
@@ -22,9 +28,10 @@ class QueueMeter:
         self.building = 0.0  # the same over the last two
         self.latest = 0.0  # the latest report's alone
 
-    def add(self, now: float, delay: float | None, rtt: float | None) -> None:
-        """A report: the delay of its newest packet and its round trip, if known."""
-        sample = _above_least(self._delays, now, delay)
+    def add(self, now: float, delay: float | None, rtt: float | None, slack: float = 0.0) -> None:
+        """A report: the delay of its newest packet and its round trip, if known, and
+        how much of that delay may be the receiver waiting for the next packet."""
+        sample = _above_least(self._delays, now, delay, slack)
         from_rtt = _above_least(self._rtts, now, rtt)
         if sample is None:
             sample = from_rtt
@@ -41,13 +48,13 @@ class QueueMeter:
 
 
 def _above_least(
-    samples: deque[tuple[float, float]], now: float, value: float | None
+    samples: deque[tuple[float, float]], now: float, value: float | None, slack: float = 0.0
 ) -> float | None:
-    """Add `value` (seconds) to `samples`, and return how far it is above the least
-    of the last `MEMORY` seconds; None without a value."""
+    """Add `value` (seconds) to `samples`, and return how far it is, less `slack`,
+    above the least of the last `MEMORY` seconds; None without a value."""
     if value is None or value < 0:
         return None
     samples.append((now, value))
     while samples and samples[0][0] < now - MEMORY:
         samples.popleft()
-    return max(0.0, value - min(v for _, v in samples))
+    return max(0.0, value - slack - min(v for _, v in samples))

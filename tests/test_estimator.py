@@ -375,6 +375,26 @@ def test_a_queue_building_over_two_reports_is_congestion_before_any_loss() -> No
     assert decision is not None and decision.layer == 1 and "queue" in decision.reason
 
 
+def test_a_report_that_waited_for_the_next_frame_is_not_a_queue() -> None:
+    # 180p at 15 fps: a report written just before the next frame arrived reads up
+    # to 67 ms after the newest packet it acknowledges, and twice in a row is chance
+    c = controller(initial=2, cap=2)
+    seq = 1000
+    for t in range(6):
+        seq += 15
+        c.report(float(t), seq, 0, delay=0.02, slack=0.0)
+        c.update(float(t), remb=None, sent_bps=150_000)
+    for t in (6.0, 7.0, 8.0):
+        seq += 15
+        c.report(t, seq, 0, delay=0.02 + 0.066, slack=0.067)
+        c.update(t, remb=None, sent_bps=150_000)
+        assert not c.congested, c.why
+    assert c.queue_building == 0
+    # a queue that grows past the frame's gap still shows, less that gap
+    c.report(9.0, seq + 15, 0, delay=0.02 + 0.3, slack=0.067)
+    assert abs(c.queue_now - (0.3 - 0.067)) < 1e-6
+
+
 def test_the_joins_burst_lost_on_a_slow_line_goes_to_the_lowest_layer_not_audio_only() -> None:
     c = controller()
     c.report(0.0, 1000, 0)
