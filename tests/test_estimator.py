@@ -384,10 +384,10 @@ def test_a_report_that_waited_for_the_next_frame_is_not_a_queue() -> None:
         seq += 15
         c.report(float(t), seq, 0, delay=0.02, slack=0.0)
         c.update(float(t), remb=None, sent_bps=150_000)
-    for t in (6.0, 7.0, 8.0):
+    for now in (6.0, 7.0, 8.0):
         seq += 15
-        c.report(t, seq, 0, delay=0.02 + 0.066, slack=0.067)
-        c.update(t, remb=None, sent_bps=150_000)
+        c.report(now, seq, 0, delay=0.02 + 0.066, slack=0.067)
+        c.update(now, remb=None, sent_bps=150_000)
         assert not c.congested, c.why
     assert c.queue_building == 0
     # a queue that grows past the frame's gap still shows, less that gap
