@@ -280,7 +280,11 @@ class LayerController:
             return self._move(self.cap, now, "capped by the classroom's choice")
 
         if self.congested:
-            self._lower_ceiling(now, total)
+            if self._line_shows():
+                # a REMB alone measures nothing: a browser's starts low and ramps
+                # (Chromium's read 233 kbit/s 4 s into a 1 Mbit/s line), and a ceiling
+                # from it held 180p there for a minute
+                self._lower_ceiling(now, total)
             self._probe_failed = (
                 self._probe_at is not None and now - self._probe_at < self._probe_window
             )
@@ -445,6 +449,16 @@ class LayerController:
             measured = total
         self._ceiling.lower(now, measured)
 
+    def _line_shows(self) -> bool:
+        """The line itself shows trouble: some loss, NACKs or a queue, not a low
+        estimate alone."""
+        return (
+            self.loss > 0.02
+            or self.queue_building > QUEUE_DELAY / 3
+            or self.nack_heavy
+            or self.nack_loss > NACK_HEAVY
+        )
+
     def _queued(self) -> bool:
         return self.queue > QUEUE_DELAY or self.queue_building > QUEUE_BUILDING
 
@@ -544,9 +558,11 @@ class LayerController:
             # An estimate alone (REMB) with no loss and no queue does not stop video:
             # a busy classroom PC reads its own scheduling delays as a queue, and
             # Chromium's REMB then sits at 75 kbit/s on a loopback line.
-            seen = self.loss > 0.02 or self.queue_building > QUEUE_DELAY / 3
             far_below = (
-                estimate is not None and estimate < PAUSE_MARGIN * need and measured and seen
+                estimate is not None
+                and estimate < PAUSE_MARGIN * need
+                and measured
+                and self._line_shows()
             )
             clear = far_below or (
                 lasting and (self.loss > 2 * self._congestion_loss or self.queue > QUEUE_DELAY)

@@ -185,6 +185,29 @@ def test_a_browsers_low_remb_alone_goes_to_the_lowest_layer_but_never_pauses_vid
     assert paused
 
 
+def test_a_browsers_low_remb_at_the_start_leaves_no_ceiling() -> None:
+    # Chromium's REMB ramps from low: 233 kbit/s 4 s into a 1 Mbit/s line, with
+    # nothing lost or queued. It goes down, and pads for 360p after the hold, where a
+    # ceiling of 233 kbit/s held it off for a minute.
+    c = controller()
+    c.can_pad = True
+    seq, t, decision = 1000, 0.0, None
+    while t < 5:
+        seq += 50
+        c.report(t, seq, 0, delay=0.02)
+        decision = c.update(t, remb=233_000, sent_bps=823_000) or decision
+        t += 0.5
+    assert decision is not None and decision.layer == 2
+    assert c.ceiling(t) is None
+    while not c.padding_bps and t < 30:
+        seq += 20
+        c.report(t, seq, 0, delay=0.02)
+        c.update(t, remb=330_000, sent_bps=190_000)
+        t += 0.5
+    assert c.padding_bps, "no probe for 360p"
+    assert t < 20, f"padded only at {t:.1f} s"
+
+
 def test_a_growing_queue_is_congestion_even_without_loss() -> None:
     c = controller()
     for t in range(5):
