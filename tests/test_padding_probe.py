@@ -12,13 +12,14 @@ def padding_controller() -> LayerController:
     return c
 
 
-def until_padding(c: LayerController) -> tuple[int, float]:
-    """Clean reports on 360p until a probe starts padding: (sequence, time) then."""
+def until_padding(c: LayerController, remb: float | None = None) -> tuple[int, float]:
+    """Clean reports on 360p (with the receiver's REMB at `remb`) until a probe
+    starts padding: (sequence, time) then."""
     seq, t = 1000, 0.0
     while not c.padding_bps:
         seq += 20
         c.report(t, seq, 0, delay=0.02)
-        assert c.update(t, remb=None, sent_bps=450_000) is None
+        assert c.update(t, remb=remb, sent_bps=450_000) is None
         t += 0.5
     return seq, t
 
@@ -85,20 +86,9 @@ def test_a_line_that_falls_late_in_a_padding_probe_stops_it_on_the_next_nacks() 
     assert c.nacked(t + 0.8, 10_261, 8), "waited for a tenth of the whole probe's packets"
 
 
-def remb_padding(remb: float) -> tuple[LayerController, int, float]:
-    """Padding under way on 360p, with the receiver's REMB at `remb`."""
-    c = padding_controller()
-    seq, t = 1000, 0.0
-    while not c.padding_bps:
-        seq += 20
-        c.report(t, seq, 0, delay=0.02)
-        assert c.update(t, remb=remb, sent_bps=450_000) is None
-        t += 0.5
-    return c, seq, t
-
-
 def test_a_falling_remb_stops_the_padding_before_the_next_report() -> None:
-    c, _, t = remb_padding(900_000)
+    c = padding_controller()
+    _, t = until_padding(c, remb=900_000)
     # the receiver's estimate climbs with the padding, then its detector sees the
     # queue grow: the REMB falls to 85 % of what arrives, no report in between
     for remb in (1_000_000, 1_100_000, 1_150_000):
@@ -115,7 +105,8 @@ def test_a_falling_remb_stops_the_padding_before_the_next_report() -> None:
 
 
 def test_a_remb_that_lags_the_padding_without_falling_lets_it_go_on() -> None:
-    c, seq, t = remb_padding(600_000)
+    c = padding_controller()
+    seq, t = until_padding(c, remb=600_000)
     # the padding rises faster than a receiver's estimate may: REMB stays under what
     # is sent, but it never falls
     moved = None
