@@ -24,6 +24,7 @@ from media import adapter
 from media.estimator import LayerController
 from media.fastsender import FastSender
 from media.ladder import Ladder
+from media.paddingprobe import PAD_RAMP
 from media.selector import LayerSelector
 from media.track import ForwardTrack
 
@@ -212,7 +213,7 @@ class VideoDownlink:
         padding = self.controller.padding_bps
         decision = self.controller.update(now, remb, self._sent_bps(now), total, shared)
         if fast is not None and self.controller.padding_bps != padding:
-            fast.pad(self.controller.padding_bps, self.controller.padding_ramp)
+            fast.pad(self.controller.padding_bps, PAD_RAMP)
             if padding == 0 and self.sender is not None and feedback is not None:
                 self.controller.start_counting(
                     adapter.sender_counters(self.sender)[0], feedback.newly_nacked

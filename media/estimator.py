@@ -1,28 +1,23 @@
 """Per-subscriber link estimate and layer choice, from what aiortc gives a sender.
 
-Inputs are the subscriber's REMB, its receiver reports (cumulative loss and highest
-sequence number, smoothed over a window because one report's fraction-lost is
-noisy), the round-trip time they give, and the rate actually sent. The line is
-judged congested on any of:
-- loss above 10% over the window (with enough packets to say so);
+Inputs are the subscriber's REMB, its receiver reports, their NACKs and the rate
+actually sent. The line is judged congested on any of:
+- loss above 10% over the last few reports (`media/losswindow.py`);
 - a queue (`media/queuemeter.py`): 150 ms above the least seen lately over three
   reports, or 80 ms over two (a rural line's shaper holds up to 300 ms of packets
   before it drops). The top layer climbing through a 1 Mbit/s line showed +96,
   +97, +270 ms, then loss;
 - heavy loss seen in NACKs, on the top layer only: a fifth of the packets sent
-  over the last 0.3-1 s newly NACKed. That shows a round trip after the loss
+  over the last 0.15-1 s newly NACKed. That shows a round trip after the loss
   begins, where receiver reports come about a second apart and smooth loss over
   two: a step from 2.5 Mbit/s to 600 kbit/s kept the top layer 2.1 s on reports.
   The top is the layer whose rate nobody chose (the teacher's own), and a line
   that suddenly loses a fifth of it has fallen by an unknown amount: it goes to
   the lowest layer, never to audio only on NACKs alone, and padding probes bring
-  it back up. (Stepping one layer on NACKs was tried: a 300 kbit/s line went to
-  360p, where the reports would have gone to 180p, and froze 1.5 s.) Not in a
-  stream's first seconds, whose NACKs are mostly for the join's burst;
-- REMB well under what is sent. A browser's REMB covers its whole connection and
-  is a good signal when it lasts. An aiortc receiver estimates each stream alone,
-  ramps slowly and reads a busy CPU as a queue, so its REMB only counts when it is
-  deep and loss or a queue agrees.
+  it back up (stepping one layer on NACKs froze a 300 kbit/s line on 360p:
+  docs/benchmarks.md). Not in a stream's first seconds, whose NACKs are mostly for
+  the join's burst;
+- REMB well under what is sent (`media/rembwatch.py`).
 
 The choice goes down fast: on congestion, straight to the best layer that fits the
 estimate (the lower of REMB and a loss-based figure), or to audio only when none
@@ -36,58 +31,31 @@ Congestion also leaves a ceiling (`media/ceiling.py`) that a probe must not exce
 until it has grown. Video coming back from audio only to the lowest layer is not
 held back by it.
 
-A probe pads first where the sender can (`can_pad`, RTX negotiated): the
-subscriber gets padding on top of its layer, rising over `PAD_RAMP` seconds to the
-next layer's rate and held there to `PAD_PROBE`, and moves up only if the line
-stayed clean. Congestion, a queue on any one report (the round trip, or the delay
-of the latest packet the report acknowledges), NACKs for a tenth of the packets
-sent over the last half second, or a REMB that falls (the receiver's own delay
-detector saw the queue grow, and it says so at once, between two reports), stops
-it at once: the padding goes, the layer stays, and the probe counts as failed.
-Rising slowly, the padding fills a full line's queue over a second or two, so a
-report shows the queue before the shaper drops. Switching straight up into a line
-that cannot carry the next layer (360p at 450 kbit/s to a top of 1.3 Mbit/s on a 1
-Mbit/s line) cost 1-1.6 s of frozen picture each time, the largest share of the
-rural benchmark's freezes.
-
-REMB lags a rate increase by seconds, so right after an up-switch a low REMB only
-counts once REMB has caught up with the new rate, or falls clearly below where it
-was at the switch.
+A probe pads first where the sender can (`can_pad`, RTX negotiated): see
+`media/paddingprobe.py`. The layer moves up only if the padding stayed clean; when
+something stops it, the layer stays and the probe counts as failed.
 """
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from media.ceiling import Ceiling
+from media.losswindow import LossWindow
 from media.nackshare import NackShare
+from media.paddingprobe import PaddingProbe
 from media.queuemeter import QueueMeter
+from media.rembwatch import RembWatch
 
 PAUSE_MARGIN = 0.7  # pause at once when the estimate is below 70% of the lowest layer
 PAUSE_AFTER = 4.0  # or when congestion at the lowest layer lasts this long (seconds)
-START_GRACE = 5.0  # seconds from a stream's start before an estimate alone pauses it,
-# or NACKs count
-REMB_PERSIST = 0.4  # a browser's low REMB counts once it lasts this long (seconds)...
-REMB_DEEP = 0.6  # ...or at once when it is below this share of what is sent
-REMB_ALONE_DEEP = 0.5  # a per-stream REMB must fall this low, with loss or a queue
+START_GRACE = 5.0  # seconds before an estimate alone pauses a new stream or NACKs count
 QUEUE_DELAY = 0.15  # seconds of round trip above the least: the line queues
-MIN_PACKETS = 20  # packets expected in the window before its loss means anything
 SETTLE = 2.5  # seconds after a switch down when only severe trouble goes further
 QUEUE_BUILDING = 0.08  # seconds of queue over the last two reports: the line is filling
 PROBE_HEADROOM = 1.2  # probe up only while REMB is this far above what is sent
 CONGESTED_HOLD = 10.0  # seconds before the first probe after congestion
-HEAVY_LOSS = 0.25  # above this, what got through measures the line
-# ...counted as at least this share of what was sent: a join's burst can be NACKed
-# whole, and a ceiling of nothing would never grow
-LEAST_THROUGH = 0.1
-PAD_RAMP = 6.0  # seconds over which padding rises to the next layer's rate...
-PAD_PROBE = 7.0  # ...and seconds of padding in all before moving up to it
-PAD_QUEUE = 0.08  # a queue this long on one report stops padding
-PAD_OVER = 1.1  # ...padding to this share above that layer's rate
-PAD_NACK_SHARE = 0.1  # NACKs for this share of the packets sent since the padding began...
-PAD_NACK_MIN = 5  # ...and at least this many stop it
-PAD_NACK_WINDOW = 0.5  # ...counted over this many seconds at most
-PAD_REMB_FALL = 0.9  # a REMB this far below its highest since the padding began stops it
+HEAVY_LOSS = 0.25  # above this, what got through measures the line, counted as at
+LEAST_THROUGH = 0.1  # least this share of what was sent (a join's burst can be NACKed whole)
 NACK_HEAVY = 0.2  # share of the packets sent that were newly NACKed: heavy loss
 
 
@@ -115,7 +83,6 @@ class LayerController:
         self._audio_bps = audio_bps
         self.layer: int | None = initial
         self.cap = cap  # the highest layer allowed (lower index = higher); None: audio only
-        self._loss_window = loss_window
         self._base_hold = base_hold
         self._max_hold = max_hold
         self._hold = base_hold
@@ -127,35 +94,40 @@ class LayerController:
         self._hold_until: float | None = None
         self._started_at = 0.0
         self._probe_at: float | None = None
-        self._remb_at_switch: float | None = None
-        self._remb_caught_up = True
-        self._reports: deque[tuple[float, int, int]] = deque()
+        self._remb = RembWatch()
+        self._losses = LossWindow(loss_window)
         self._queue = QueueMeter()
         self._congested_since: float | None = None
-        self._remb_low_since: float | None = None
         self._ceiling = Ceiling()
         self._settle_until = 0.0
         self._resumed_probe = False  # the last move resumed video from a pause
         self._probe_failed = False  # the last congestion came within a probe's window
         # the highest sequence number reported when video resumed from a pause
         self._resumed_at_sequence: int | None = None
-        self.loss = 0.0
         self.estimate: float | None = None
         self.remb: float | None = None
         self.sent_bps = 0.0
         self.congested = False
         self.why = ""
         self.can_pad = False  # the sender can pad (set by its owner)
-        self.padding_ramp = PAD_RAMP
-        self.padding_bps = 0.0  # padding wanted now, on top of the layer
-        self.padding_note = ""  # why padding started or stopped, for the log
-        self._padding: int | None = None  # the layer a padding probe is for
-        self._padding_since = 0.0
-        self._pad_packets: tuple[int, int] | None = None  # (sent, NACKed) at its start
-        self._pad_overflow = False
-        self._pad_remb_peak: float | None = None  # the highest REMB since padding began
+        self._pad = PaddingProbe()
         self._nacks = NackShare()
         self.nack_heavy = False
+
+    @property
+    def loss(self) -> float:
+        """The share of packets lost over the last few receiver reports."""
+        return self._losses.loss
+
+    @property
+    def padding_bps(self) -> float:
+        """Padding wanted (at the top of its ramp), on top of the layer."""
+        return self._pad.bps
+
+    @property
+    def padding_note(self) -> str:
+        """Why padding started or stopped, for the log."""
+        return self._pad.note
 
     @property
     def queue(self) -> float:
@@ -186,42 +158,27 @@ class LayerController:
         delay: float | None = None,
         slack: float = 0.0,
     ) -> None:
-        """A receiver report: cumulative loss, the highest sequence number, the
-        round trip it gave (seconds), if it could, and `delay`, the time from sending
-        the highest packet it acknowledges to the report's arrival, if known, with
-        `slack`, the time from sending that packet to sending the next."""
-        reports = self._reports
-        if reports and highest_sequence < reports[-1][1]:
-            reports.clear()  # sequence numbers restarted (a new sender)
+        """A receiver report: cumulative loss, the highest sequence number, its round
+        trip if it gave one, and its newest packet's `delay` and `slack` (seconds;
+        `media/queuemeter.py` says what they are)."""
         if now < self._settle_until:
-            reports.clear()  # right after a switch down: count from when it has settled
+            self._losses.clear()  # right after a switch down: count from when it settled
         resumed_at = self._resumed_at_sequence
         if resumed_at is not None and highest_sequence > resumed_at:
             # The first report since video resumed that shows new packets also shows,
             # as lost, the tail of what a full line dropped before video paused (only
             # a later packet reveals a gap): count from this report on. That loss
             # paused video again at once, with the line back at 2.5 Mbit/s.
-            reports.clear()
+            self._losses.clear()
             self._resumed_at_sequence = None
-        reports.append((now, highest_sequence, packets_lost))
-        while len(reports) > 2 and reports[1][0] <= now - self._loss_window:
-            reports.popleft()
-        first, last = reports[0], reports[-1]
-        expected = last[1] - first[1]
-        lost = last[2] - first[2]
-        if expected >= MIN_PACKETS:
-            self.loss = min(1.0, max(0.0, lost / expected))
-        elif len(reports) == 1:
-            self.loss = 0.0
+        self._losses.add(now, highest_sequence, packets_lost)
         self._queue.add(now, delay, rtt, slack)
 
     def _fresh_windows(self) -> None:
         """After a switch the old layer's losses and queue say nothing about the new."""
-        if self._reports:
-            self._reports = deque([self._reports[-1]])
+        self._losses.restart()
         self._nacks.restart()
-        self.loss = 0.0
-        self._remb_low_since = None
+        self._remb.restart()
         self._congested_since = None
 
     # -- the decision ----------------------------------------------------------
@@ -258,7 +215,7 @@ class LayerController:
             # line's measure (a slow line flooded by the top layer loses most of it).
             share = 1 - self.loss if self.loss > HEAVY_LOSS else 1 - 0.5 * self.loss
             share = max(LEAST_THROUGH, share)
-            loss_based = (total + self._padding_now(now)) * share
+            loss_based = (total + self._pad.rate_at(now)) * share
         candidates = [x for x in (remb, loss_based) if x is not None]
         if self._nacks_count(now):
             # what got through, by the NACKs: it also leaves the ceiling, so that a
@@ -270,7 +227,7 @@ class LayerController:
 
         self.congested, self.why = self._judge(now, remb, sent_bps, total, shared, lossy)
 
-        if self._padding is not None:
+        if self._pad.target is not None:
             handled, decision = self._padded(now, rates, total, audio)
             if handled:
                 return decision
@@ -323,7 +280,8 @@ class LayerController:
                 self._hold_until = now + self._base_hold
                 return None
             if self.can_pad:
-                return self._start_padding(target, now, rates, total)
+                self._pad.start(target, now, rates[target], total, self.remb)
+                return None
             return self._probe(target, now)
         return None
 
@@ -334,17 +292,9 @@ class LayerController:
         (each once). True when that should be acted on now (heavy loss on the top
         layer, or a padding probe to stop)."""
         self._nacks.add(now, packets_sent, nacked)
-        if self._padding is None:
+        if self._pad.target is None:
             return self._nacks_count(now)
-        if self._pad_packets is None:
-            self._pad_packets = (packets_sent, nacked)
-            return False
-        # over the last PAD_NACK_WINDOW, or since the padding began if that is later:
-        # counted from the start of a long probe, a line that fell 5 s in needed
-        # 22 NACKed packets and stopped the padding only on the next report
-        sent, asked = self._nacks.since(now, PAD_NACK_WINDOW, self._pad_packets)
-        self._pad_overflow = asked >= max(PAD_NACK_MIN, PAD_NACK_SHARE * sent)
-        return self._pad_overflow
+        return self._pad.nacked(self._nacks, now, packets_sent, nacked)
 
     def _nacks_count(self, now: float) -> bool:
         """Heavy loss in NACKs on the top layer, past the stream's first seconds."""
@@ -356,59 +306,34 @@ class LayerController:
 
     def start_counting(self, packets_sent: int, nacked: int) -> None:
         """The running totals when a padding probe begins."""
-        if self._padding is not None:
-            self._pad_packets = (packets_sent, nacked)
-
-    def _start_padding(
-        self, target: int, now: float, rates: list[float], total: float
-    ) -> Decision | None:
-        self._padding = target
-        self._padding_since = now
-        self._pad_packets = None
-        self._pad_overflow = False
-        self._pad_remb_peak = self.remb
-        self.padding_bps = max(0.0, PAD_OVER * rates[target] - total)
-        self.padding_note = f"probing for a layer of {rates[target]:.0f} bps"
-        return None
-
-    def _padding_now(self, now: float) -> float:
-        """The padding rate at `now`, on its way up."""
-        if self._padding is None:
-            return 0.0
-        return self.padding_bps * min(1.0, (now - self._padding_since) / PAD_RAMP)
-
-    def _stop_padding(self) -> None:
-        self._padding = None
-        self.padding_bps = 0.0
-        self._pad_overflow = False
+        self._pad.start_counting(packets_sent, nacked)
 
     def _padded(
         self, now: float, rates: list[float], total: float, audio: float
     ) -> tuple[bool, Decision | None]:
         """A padding probe under way: whether it decided, and what."""
-        target = self._padding
+        pad = self._pad
+        target = pad.target
         assert target is not None
         if self.cap is None or self.layer is None or target < self.cap:
-            self._stop_padding()
-            self.padding_note = "the classroom's choice changed"
+            pad.stop("the classroom's choice changed")
             return False, None
-        queued = self.queue_now > PAD_QUEUE
-        fell = self._remb_fell(now, total)
-        if self.congested or self._pad_overflow or queued or fell:
+        queued = pad.queued(self.queue_now)
+        fell = pad.remb_fell(self.remb, total, now)
+        if self.congested or pad.overflow or queued or fell:
             why = (
                 self.why
                 if self.congested
                 else "NACKs"
-                if self._pad_overflow
+                if pad.overflow
                 else f"queue {self.queue_now * 1000:.0f} ms"
                 if queued
                 else f"REMB fell to {self.remb or 0:.0f} bps"
             )
-            self._lower_ceiling(now, total + self._padding_now(now))
-            self._stop_padding()
+            self._lower_ceiling(now, total + pad.rate_at(now))
+            pad.stop(f"padding for {rates[target]:.0f} bps met congestion ({why})")
             self._hold = min(self._hold * 2, self._max_hold)
             self._hold_until = now + self._hold
-            self.padding_note = f"padding for {rates[target]:.0f} bps met congestion ({why})"
             # the padding's loss and queue are not the layer's: count afresh, and step
             # down only if the line fell far below the layer meanwhile
             severe = self._severe(rates)
@@ -417,24 +342,10 @@ class LayerController:
             if severe:
                 return True, self._step_down(now, rates, len(rates) - 1, audio)
             return True, None
-        if now - self._padding_since < PAD_PROBE:
+        if not pad.held(now):
             return True, None
-        self._stop_padding()
-        self.padding_note = "the line carried the padding"
+        pad.stop("the line carried the padding")
         return True, self._probe(target, now)
-
-    def _remb_fell(self, now: float, total: float) -> bool:
-        """The receiver's own delay-based estimate went down while padding: its
-        detector saw the queue grow. REMB only falls on that (it rises, or holds,
-        otherwise), and a falling receiver sends it at once, where receiver reports
-        come 0.5-1.5 s apart: long enough for the padding to fill a small line's
-        queue between two of them."""
-        remb, peak = self.remb, self._pad_remb_peak
-        if remb is None:
-            return False
-        if peak is None or remb > peak:
-            self._pad_remb_peak = peak = remb
-        return remb < PAD_REMB_FALL * peak and remb < total + self._padding_now(now)
 
     def ceiling(self, now: float) -> float | None:
         return self._ceiling.at(now)
@@ -450,8 +361,7 @@ class LayerController:
         self._ceiling.lower(now, measured)
 
     def _line_shows(self) -> bool:
-        """The line itself shows trouble: some loss, NACKs or a queue, not a low
-        estimate alone."""
+        """The line itself shows trouble (loss, NACKs, a queue), not an estimate alone."""
         return (
             self.loss > 0.02
             or self.queue_building > QUEUE_DELAY / 3
@@ -472,28 +382,15 @@ class LayerController:
         lossy: bool,
     ) -> tuple[bool, str]:
         queued = self._queued()
-        remb_low = False
-        if remb is not None and self.layer is not None and sent > 0:
-            if not self._remb_caught_up and remb >= 0.95 * total:
-                self._remb_caught_up = True
-            remb_low = (self._remb_caught_up and remb < 0.85 * total) or (
-                not self._remb_caught_up
-                and self._remb_at_switch is not None
-                and remb < 0.85 * self._remb_at_switch
-            )
-        if not remb_low:
-            self._remb_low_since = None
-        elif self._remb_low_since is None:
-            self._remb_low_since = now
-        remb_congested = False
-        if remb_low and remb is not None:
-            if shared:
-                since = self._remb_low_since
-                lasting = since is not None and now - since >= REMB_PERSIST
-                remb_congested = lasting or remb < REMB_DEEP * total
-            else:
-                corroborated = self.loss > 0.02 or self.queue > QUEUE_DELAY / 3
-                remb_congested = remb < REMB_ALONE_DEEP * sent and corroborated
+        remb_congested = self._remb.congested(
+            now,
+            remb if self.layer is not None else None,
+            sent,
+            total,
+            shared,
+            self.loss,
+            self.queue,
+        )
         # on the top layer only (see the module's note); not while a switch settles,
         # nor in a stream's first seconds: the join's burst (up to 96 KB at once)
         # overflows a 1 Mbit/s line's queue, and its NACKs held 180p for a minute
@@ -590,15 +487,14 @@ class LayerController:
         self._resumed_probe = resuming
         self.layer = target
         if going_up:
-            self._remb_at_switch = self.remb
-            self._remb_caught_up = False
+            self._remb.switched_up(self.remb)
             if resuming:
                 # the loss counted before video paused (the last of a full line's
                 # queue) says nothing of the line now: it paused video again at once
                 self._fresh_windows()
-                self._resumed_at_sequence = self._reports[-1][1] if self._reports else None
+                self._resumed_at_sequence = self._losses.highest
         else:
-            self._remb_caught_up = True
+            self._remb.switched_down()
             self._settle_until = now + SETTLE
             self._fresh_windows()
         return Decision(target, reason)

@@ -29,8 +29,9 @@ class QueueMeter:
         self.latest = 0.0  # the latest report's alone
 
     def add(self, now: float, delay: float | None, rtt: float | None, slack: float = 0.0) -> None:
-        """A report: the delay of its newest packet and its round trip, if known, and
-        how much of that delay may be the receiver waiting for the next packet."""
+        """A report: `delay`, from sending the newest packet it acknowledges to its
+        arrival, and `slack`, from sending that packet to sending the next (how much
+        of the delay may be the receiver waiting); and its round trip, if known."""
         sample = _above_least(self._delays, now, delay, slack)
         from_rtt = _above_least(self._rtts, now, rtt)
         if sample is None:
