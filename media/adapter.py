@@ -36,6 +36,7 @@ from pylibsrtp._binding import lib as srtp_lib
 
 from media import gso
 from media.background import spawn
+from media.retransmitbudget import RetransmitBudget
 
 logger = logging.getLogger(__name__)
 
@@ -182,43 +183,6 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     for forwarded packets.
     """
     sender._send_keyframe = callback  # type: ignore[method-assign]
-
-
-class RetransmitBudget:
-    """Retransmissions to one subscriber are limited to a share of what it is sent,
-    and each packet is resent at most once per `repeat` seconds. aiortc answers every
-    NACK; on a full rural line, NACKs repeated faster than the queue drains turned
-    into a storm of resends (16 Mbit/s offered to a 1 Mbit/s line, measured)."""
-
-    def __init__(self, share: float = 0.25, floor: float = 5.0, repeat: float = 0.3) -> None:
-        self.share = share
-        self.floor = floor  # packets per second always allowed
-        self.repeat = repeat
-        self._tokens = floor
-        self._last = time.monotonic()
-        self._last_packets = 0
-        self._sent: dict[int, float] = {}
-        self.refused = 0
-
-    def allow(self, lost: list[int], packets_sent: int) -> list[int]:
-        now = time.monotonic()
-        elapsed = now - self._last
-        rate = max(
-            self.floor, self.share * (packets_sent - self._last_packets) / max(elapsed, 1e-3)
-        )
-        self._tokens = min(rate, self._tokens + elapsed * rate)
-        self._last, self._last_packets = now, packets_sent
-        allowed = []
-        for seq in lost:
-            if now - self._sent.get(seq, -1e9) < self.repeat or self._tokens < 1:
-                self.refused += 1
-                continue
-            self._tokens -= 1
-            self._sent[seq] = now
-            allowed.append(seq)
-        if len(self._sent) > 1024:
-            self._sent = {s: t for s, t in self._sent.items() if now - t < self.repeat}
-        return allowed
 
 
 class SenderFeedback:

@@ -17,6 +17,7 @@ from aiortc.rtp import RtpPacket
 
 from media import adapter
 from media.bitstream import is_keyframe
+from media.retransmitbudget import RetransmitBudget
 from tests.frames import NumberedVideoTrack, ToneAudioTrack, read_number
 
 pytestmark = pytest.mark.timeout(60)
@@ -160,7 +161,7 @@ async def test_rtx_ssrcs_are_routed_to_their_receiver(pair: Pair) -> None:
 
 
 def test_retransmissions_are_held_to_a_budget() -> None:
-    budget = adapter.RetransmitBudget(share=0.25, floor=10.0, repeat=0.3)
+    budget = RetransmitBudget(share=0.25, floor=10.0, repeat=0.3)
     # 100 packets a second sent: at most max(10, 25) resends a second, each seq once
     allowed = budget.allow(list(range(100)), packets_sent=100)
     assert len(allowed) <= 25
